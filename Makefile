@@ -1,0 +1,51 @@
+# The short commands. Everything real is in CMakeLists.txt.
+#   make          build build/libneap.so, build/libneap.a and the tests
+#   make demo     build, then run the demo
+#   make test     build, then run every test (ctest)
+#   make bench    build, then run the benchmarks against the other allocators
+#   make asan     the unit and stress tests under AddressSanitizer+UBSan
+#   make tsan     the unit and stress tests under ThreadSanitizer
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE ?= cmake
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+CMAKE_FLAGS += -DNEAP_WERROR=ON
+endif
+
+.PHONY: all build demo test bench bench-quick asan tsan clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+
+demo: build
+	./$(BUILD)/neap-demo
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	sh bench/run-micro.sh
+
+bench-quick: build
+	sh bench/run-micro.sh -r 3 -n 0.3
+
+# Sanitizer builds test the native API (no malloc override); each uses its
+# own build tree.
+asan:
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNEAP_SANITIZE=address $(CMAKE_FLAGS)
+	$(CMAKE) --build build-asan -j $(JOBS)
+	cd build-asan && NEAP_STRESS_SCALE=0.25 ctest --output-on-failure -j $(JOBS) -L 'unit|stress'
+
+tsan:
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEAP_SANITIZE=thread $(CMAKE_FLAGS)
+	$(CMAKE) --build build-tsan -j $(JOBS)
+	cd build-tsan && NEAP_STRESS_SCALE=0.25 ctest --output-on-failure -j $(JOBS) -L 'unit|stress'
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,0 +1,83 @@
+/* neap: a memory manager for C and C++ built on the Go runtime's allocator.
+ *
+ * The native API below has C's semantics exactly, with neap_ in front:
+ *   - every pointer returned is aligned to 16 bytes (max_align_t);
+ *   - neap_malloc(0) returns a unique pointer that can be freed;
+ *   - out of memory returns NULL with errno = ENOMEM, and neap keeps working;
+ *   - neap_calloc whose n*size overflows returns NULL with errno = ENOMEM,
+ *     and calloc'd memory is zero even when it is reused;
+ *   - neap_realloc keeps the contents, stays in place when the new size fits
+ *     the same block, and behaves as neap_malloc when p is NULL (whatever
+ *     the size); for p != NULL and size 0 it frees the block and returns
+ *     NULL without touching errno, as glibc
+ *     does (C17 leaves the choice to the implementation, and programs
+ *     written against glibc rely on this one);
+ *   - neap_aligned_alloc and neap_posix_memalign accept any power-of-two
+ *     alignment (tested up to 64 MiB); neap_posix_memalign returns EINVAL
+ *     for an alignment that is not a power-of-two multiple of sizeof(void *).
+ *
+ * Misuse never corrupts the heap silently. neap_free(NULL) does nothing.
+ * neap_free of anything that is not the start of a live neap object
+ * (a double free, an interior pointer, a pointer neap never owned) prints
+ * one line "neap: <what> <pointer>" to stderr and aborts. These checks are
+ * on in every build.
+ */
+#ifndef NEAP_H
+#define NEAP_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define NEAP_API __attribute__((visibility("default")))
+#define NEAP_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#define NEAP_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
+#else
+#define NEAP_API
+#define NEAP_MALLOC_ATTR
+#define NEAP_ALLOC_SIZE(...)
+#endif
+
+#define NEAP_VERSION_MAJOR 0
+#define NEAP_VERSION_MINOR 1
+#define NEAP_VERSION_PATCH 0
+#define NEAP_VERSION "0.1.0"
+
+NEAP_API void *neap_malloc(size_t size) NEAP_MALLOC_ATTR NEAP_ALLOC_SIZE(1);
+NEAP_API void *neap_calloc(size_t n, size_t size) NEAP_MALLOC_ATTR NEAP_ALLOC_SIZE(1, 2);
+NEAP_API void *neap_realloc(void *p, size_t size) NEAP_ALLOC_SIZE(2);
+NEAP_API void neap_free(void *p);
+NEAP_API void *neap_aligned_alloc(size_t alignment, size_t size) NEAP_MALLOC_ATTR NEAP_ALLOC_SIZE(2);
+NEAP_API int neap_posix_memalign(void **out, size_t alignment, size_t size);
+
+/* The number of bytes the block at p can hold (>= the size asked for);
+ * 0 for NULL. Aborts like neap_free for a pointer that is not a live
+ * neap object. */
+NEAP_API size_t neap_usable_size(const void *p);
+
+/* Sized free: size is what was asked for (by malloc, or by the realloc
+ * that made the block). A size the block cannot hold, or for a block of
+ * over 32 KiB one that is a page or more short of it, aborts like a bad
+ * free: it catches C++ sized-delete mismatches. */
+NEAP_API void neap_free_sized(void *p, size_t size);
+
+/* C23's free_aligned_sized: as neap_free_sized, and the block must be
+ * aligned to `alignment`. */
+NEAP_API void neap_free_aligned_sized(void *p, size_t alignment, size_t size);
+
+/* 1 if p points into memory neap manages (anywhere inside its arenas),
+ * else 0. Never aborts; O(1). */
+NEAP_API int neap_owns(const void *p);
+
+/* Hands this thread's cache back to the shared heap now (threads do it
+ * automatically when they exit). */
+NEAP_API void neap_thread_flush(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

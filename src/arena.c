@@ -1,0 +1,97 @@
+/* Arenas: the heap's address space, and the index from any address to it.
+ *
+ * The heap lives in 64 MiB arenas, reserved (PROT_NONE, no memory) ahead
+ * of need and committed 4 MiB chunk by chunk as the page heap grows. Each
+ * arena is 64 MiB-aligned, so an address's arena number is simply
+ * addr >> 26, and a two-level index maps that number to the arena's
+ * off-heap record (struct neap_arena), which maps each 8 KiB page to the
+ * span that holds it:
+ *
+ *   addr >> 26 = [ l1: 10 bits | l2: 12 bits ]   (48-bit user addresses)
+ *   neap__arena_l1[l1] -> l2 block of 4096 arena pointers (32 KiB, made on
+ *   first use) -> neap_arena -> spans[(addr >> 13) % 8192]
+ *
+ * Any pointer at all can be looked up: a stack, static, or foreign-heap
+ * address finds a NULL at one of the two levels and is "not ours", in
+ * O(1). The L1 table is 8 KiB of BSS.
+ *
+ * Where the heap goes. Go asks for 0x00c0<<32 first (a recognisable,
+ * mostly-zero prefix that helps conservative scanners). That range belongs
+ * to Go if the process also holds a Go runtime (cgo, a plugin), and it is
+ * inside AddressSanitizer's shadow gap [0x00008fff7000, 0x02008fff7000).
+ * neap asks for 0x200000000000 (32 TiB) first and grows upward from there:
+ * it is in ASan's high memory, far below where the kernel puts mmaps,
+ * shared libraries and stacks (just under 0x7fffffffffff), above PIE
+ * executables and brk (0x55..-0x56..), clear of ASan's allocator
+ * (0x600000000000) and MSan's application ranges, and 768 GiB below Go's
+ * hint for the same terabyte (0x20c000000000). Each hint is a wish: if the
+ * kernel puts the reservation elsewhere (something already lives there,
+ * or ThreadSanitizer, which ignores hints outside its application ranges),
+ * neap moves its next hint up by 1 TiB; after 16 refusals it takes what
+ * the kernel offers, over-reserving by 64 MiB to align it. Nothing relies
+ * on the heap being contiguous: the page allocator fences non-adjacent
+ * arenas (heap.c).
+ *
+ * Locking: the heap lock covers reservation and registration. Lookups take
+ * no lock: index entries are written once (NULL -> value) and a pointer
+ * being freed was handed out after its arena was registered.
+ */
+#include <errno.h>
+
+#include "heap.h"
+#include "os/os.h"
+
+#define HINT_FIRST ((uintptr_t)0x200000000000ull)
+#define HINT_STEP ((uintptr_t)1 << 40)
+#define HINT_TRIES 16
+
+_Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
+
+static uintptr_t next_hint = HINT_FIRST; /* heap lock */
+static unsigned hint_failures;
+
+int neap__arena_reserve_at(uintptr_t want, size_t n) {
+  void *p;
+  if (neap__os_reserve((void *)want, n, &p) != 0) return ENOMEM;
+  if ((uintptr_t)p == want) return 0;
+  neap__os_unmap(p, n);
+  return ENOMEM;
+}
+
+int neap__arena_reserve(size_t n, uintptr_t *out) {
+  void *p;
+  while (hint_failures < HINT_TRIES) {
+    uintptr_t hint = next_hint;
+    if (neap__os_reserve((void *)hint, n, &p) != 0) return ENOMEM;
+    if ((uintptr_t)p == hint) {
+      next_hint = hint + n;
+      *out = hint;
+      return 0;
+    }
+    neap__os_unmap(p, n);
+    hint_failures++;
+    next_hint = neap__align_up(hint + HINT_STEP, HINT_STEP);
+  }
+  /* Take whatever the kernel gives, aligned by over-reserving. */
+  if (neap__os_reserve(NULL, n + NEAP_ARENA_SIZE, &p) != 0) return ENOMEM;
+  uintptr_t raw = (uintptr_t)p, aligned = neap__align_up(raw, NEAP_ARENA_SIZE);
+  if (aligned > raw) neap__os_unmap(p, aligned - raw);
+  uintptr_t end = raw + n + NEAP_ARENA_SIZE;
+  if (end > aligned + n) neap__os_unmap((void *)(aligned + n), end - (aligned + n));
+  *out = aligned;
+  return 0;
+}
+
+int neap__arena_register(neap_arena *a) {
+  uintptr_t ai = a->base >> NEAP_ARENA_SHIFT;
+  if (ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS)) return ENOMEM; /* beyond 48 bits */
+  _Atomic(neap_arena **) *slot = &neap__arena_l1[ai >> NEAP_ARENA_L2_BITS];
+  neap_arena **l2 = NEAP_LOAD(slot);
+  if (l2 == NULL) {
+    l2 = neap__meta_alloc(sizeof(neap_arena *) << NEAP_ARENA_L2_BITS);
+    if (l2 == NULL) return ENOMEM;
+    atomic_store_explicit(slot, l2, memory_order_release);
+  }
+  __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], a, __ATOMIC_RELEASE);
+  return 0;
+}

@@ -1,0 +1,199 @@
+/* Per-thread caches (Go's mcache, per thread instead of per P).
+ *
+ * Each thread has one neap_cache, reached through an initial-exec TLS
+ * pointer (one %fs-relative load; initial-exec also keeps a dlopen'd or
+ * preloaded libneap from needing dynamic TLS, which would allocate). The
+ * cache holds, per size class, one span and a window of 64 of its objects:
+ * `bits` has a 1 for each free object of the window. Allocation takes the
+ * lowest set bit, sets the object's in-use bit in the span and returns it
+ * (malloc.c inlines this); no lock, no atomic read-modify-write. When the
+ * window is empty, refill moves it to the next bitmap word with a free
+ * object; at the end of the span it merges the frees other threads made,
+ * wraps around, and only when the span is full hands it to the central
+ * list and takes another.
+ *
+ * A free by the thread whose cache holds the span clears the in-use bit
+ * (malloc.c, inline). A free by any other thread goes through the
+ * remote-free protocol (central.c) and takes no lock.
+ *
+ * Statistics are per thread: each slot counts the objects its thread
+ * allocated and freed; readers sum over every cache (the registry) plus
+ * the totals of caches that have gone, so the hot paths never share a
+ * counter.
+ *
+ * A thread's cache is handed back when the thread exits (a pthread key
+ * destructor) or on neap_thread_flush(). Locking: the registry mutex guards
+ * the list of caches and the retired totals.
+ */
+#include <pthread.h>
+
+#include "heap.h"
+#include "neap.h"
+
+__thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static neap_cache *registry;
+static neap_pool cache_pool = {.size = sizeof(neap_cache)};
+static pthread_key_t cache_key;
+static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
+static neap_alloc_totals retired;
+/* Frees by threads that have no cache (rare: during thread teardown). */
+static _Atomic uint64_t orphan_nfree, orphan_bytes_free;
+
+static void cache_destroy(void *arg);
+
+static void ensure_key(void) {
+  if (atomic_load_explicit(&key_state, memory_order_acquire) == 2) return;
+  pthread_mutex_lock(&reg_lock);
+  if (atomic_load_explicit(&key_state, memory_order_relaxed) == 0) {
+    /* glibc's pthread_key_create does not allocate. */
+    if (pthread_key_create(&cache_key, cache_destroy) == 0)
+      atomic_store_explicit(&key_state, 2, memory_order_release);
+  }
+  pthread_mutex_unlock(&reg_lock);
+}
+
+neap_cache *neap__cache_get_slow(void) {
+  neap_cache *c = neap__tls_cache;
+  if (c != NULL) return c;
+  c = neap__pool_alloc(&cache_pool);
+  if (c == NULL) return NULL;
+  pthread_mutex_lock(&reg_lock);
+  c->reg_next = registry;
+  if (registry) registry->reg_prev = c;
+  registry = c;
+  pthread_mutex_unlock(&reg_lock);
+  /* Publish before pthread_setspecific: with many keys in use glibc may
+   * allocate there, and that malloc must find this cache, not recurse. */
+  neap__tls_cache = c;
+  ensure_key();
+  if (atomic_load_explicit(&key_state, memory_order_acquire) == 2) pthread_setspecific(cache_key, c);
+  return c;
+}
+
+static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
+  _Atomic uint64_t *word = &neap__span_inuse(s)[w];
+  s->next_word = (uint8_t)w;
+  slot->inuse = word;
+  slot->bits = ~NEAP_LOAD(word);
+  slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
+}
+
+void *neap__cache_refill(neap_cache *c, unsigned cls) {
+  neap_slot *slot = &c->slot[cls];
+  neap_span *s = slot->span;
+  unsigned w = 0;
+  if (s != NULL) {
+    w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
+    if (w == s->nwords) {
+      /* End of the span: take in other threads' frees and start over. */
+      neap__span_merge_remote(s);
+      w = neap__span_next_free_word(s, 0);
+      if (w < s->nwords) s->needzero = 1;
+    }
+    if (w == s->nwords) {
+      slot->span = NULL;
+      slot->bits = 0;
+      neap__central_uncache_span(s);
+      s = NULL;
+    }
+  }
+  if (s == NULL) {
+    s = neap__central_cache_span(cls, c);
+    if (s == NULL) return NULL;
+    slot->span = s;
+    w = neap__span_next_free_word(s, 0);
+    neap_assert(w < s->nwords);
+  }
+  load_window(slot, s, w);
+  uint64_t b = slot->bits;
+  unsigned i = (unsigned)__builtin_ctzll(b);
+  slot->bits = b & (b - 1);
+  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
+  return (void *)(slot->base + (uintptr_t)i * s->elemsize);
+}
+
+void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c) {
+  uintptr_t off = p - s->base;
+  unsigned idx = (unsigned)((off * s->divmul) >> 32);
+  unsigned w = idx >> 6;
+  uint64_t bit = 1ull << (idx & 63);
+  if (NEAP_UNLIKELY(!(NEAP_LOAD(&neap__span_inuse(s)[w]) & bit))) neap__fatal("double free", (void *)p);
+  unsigned cls = s->sizeclass;
+  uint64_t old = atomic_fetch_add(&s->rword, 1);
+  if (NEAP_UNLIKELY(old & NEAP_RW_DEAD)) neap__fatal("double free", (void *)p);
+  bool push = false;
+  if (!(old & (NEAP_RW_CACHED | NEAP_RW_NOTIFIED)))
+    push = !(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED);
+  if (NEAP_UNLIKELY(atomic_fetch_or(&neap__span_remote(s)[w], bit) & bit)) neap__fatal("double free", (void *)p);
+  if (push) neap__central_notify(s);
+  if (c != NULL) {
+    NEAP_STORE(&c->slot[cls].nfree, NEAP_LOAD(&c->slot[cls].nfree) + 1);
+  } else {
+    atomic_fetch_add_explicit(&orphan_nfree, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&orphan_bytes_free, neap__class_size[cls], memory_order_relaxed);
+  }
+}
+
+void neap__cache_flush(neap_cache *c) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_slot *slot = &c->slot[cls];
+    neap_span *s = slot->span;
+    if (s == NULL) continue;
+    slot->span = NULL;
+    slot->bits = 0;
+    slot->inuse = NULL;
+    neap__central_uncache_span(s);
+  }
+}
+
+static void cache_destroy(void *arg) {
+  neap_cache *c = arg;
+  neap__cache_flush(c);
+  neap__tls_cache = NULL;
+  pthread_mutex_lock(&reg_lock);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    uint64_t m = NEAP_LOAD(&c->slot[cls].nmalloc), f = NEAP_LOAD(&c->slot[cls].nfree);
+    retired.nmalloc += m;
+    retired.nfree += f;
+    retired.bytes_alloc += m * neap__class_size[cls];
+    retired.bytes_free += f * neap__class_size[cls];
+  }
+  retired.nmalloc += NEAP_LOAD(&c->large_nmalloc);
+  retired.nfree += NEAP_LOAD(&c->large_nfree);
+  retired.bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
+  retired.bytes_free += NEAP_LOAD(&c->large_bytes_free);
+  if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
+  else registry = c->reg_next;
+  if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
+  pthread_mutex_unlock(&reg_lock);
+  neap__pool_free(&cache_pool, c);
+}
+
+void neap_thread_flush(void) {
+  neap_cache *c = neap__tls_cache;
+  if (c != NULL) neap__cache_flush(c);
+}
+
+void neap__cache_totals(neap_alloc_totals *out) {
+  pthread_mutex_lock(&reg_lock);
+  *out = retired;
+  for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+      uint64_t m = NEAP_LOAD(&c->slot[cls].nmalloc), f = NEAP_LOAD(&c->slot[cls].nfree);
+      out->nmalloc += m;
+      out->nfree += f;
+      out->bytes_alloc += m * neap__class_size[cls];
+      out->bytes_free += f * neap__class_size[cls];
+    }
+    out->nmalloc += NEAP_LOAD(&c->large_nmalloc);
+    out->nfree += NEAP_LOAD(&c->large_nfree);
+    out->bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
+    out->bytes_free += NEAP_LOAD(&c->large_bytes_free);
+  }
+  pthread_mutex_unlock(&reg_lock);
+  out->nfree += atomic_load_explicit(&orphan_nfree, memory_order_relaxed);
+  out->bytes_free += atomic_load_explicit(&orphan_bytes_free, memory_order_relaxed);
+}

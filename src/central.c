@@ -1,0 +1,200 @@
+/* Central lists (Go's mcentral): one per size class, each with its own
+ * lock, holding the spans of that class that no thread cache holds.
+ *
+ *   partial   spans with at least one free object; caches take from here
+ *   full      spans with no free object
+ *   pending   a lock-free stack of spans that received remote frees while
+ *             in this central (pushed by the freeing thread, drained under
+ *             the lock by the next thread that needs a span of this class,
+ *             or by the heap before it grows)
+ *
+ * There is no global lock for small objects: two threads contend only if
+ * they refill the same size class at the same moment.
+ *
+ * The remote-free protocol. A thread freeing an object of a span it does
+ * not own (span->owner != its cache) touches only two atomic words:
+ *   1. rword += 1 (announce). If neither CACHED nor NOTIFIED was set, the
+ *      span sits in a central list unnoticed: the freer sets NOTIFIED and,
+ *      if it was the one to set it, will push the span on `pending`.
+ *   2. remote bitmap |= bit (a second free of the same object finds the
+ *      bit set and aborts).
+ *   3. the push, if step 1 said so. After this the freer never touches
+ *      the span again.
+ * Whoever owns the span merges remote bits into the in-use bitmap and
+ * subtracts what it merged from rword's count, so count = frees announced
+ * but not merged. The owner is the thread cache while CACHED is set,
+ * otherwise the central (under its lock).
+ *
+ * A span is given back to the page heap only by a CAS of rword from
+ * exactly {count 0, no flags} (or {count 0, NOTIFIED} by the drainer that
+ * popped it) to DEAD, with no live object. A freer that has announced
+ * keeps count > 0 until its bit is merged, so no span is freed under an
+ * in-flight free; a freer arriving after DEAD is a double free.
+ *
+ * Each span is on the pending stack at most once: only the thread that
+ * sets NOTIFIED pushes, and only the drainer, after popping, clears it.
+ * Lock order: central -> heap -> meta. Centrals never take each other.
+ */
+#include "heap.h"
+
+enum { LIST_NONE = 0, LIST_PARTIAL, LIST_FULL };
+
+typedef struct neap_central {
+  pthread_mutex_t lock;
+  neap_span *lists[3]; /* heads; [LIST_NONE] unused */
+  _Atomic(neap_span *) pending;
+} __attribute__((aligned(NEAP_CACHE_LINE))) neap_central;
+
+static neap_central centrals[NEAP_NUM_CLASSES] = {
+    [0 ... NEAP_NUM_CLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+
+static void list_remove(neap_central *c, neap_span *s) {
+  if (s->list == LIST_NONE) return;
+  if (s->prev) s->prev->next = s->next;
+  else c->lists[s->list] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->list = LIST_NONE;
+}
+
+static void list_push(neap_central *c, neap_span *s, uint8_t which) {
+  s->list = which;
+  s->prev = NULL;
+  s->next = c->lists[which];
+  if (s->next) s->next->prev = s;
+  c->lists[which] = s;
+}
+
+static void push_pending(neap_central *c, neap_span *s) {
+  neap_span *head = atomic_load_explicit(&c->pending, memory_order_relaxed);
+  do {
+    s->pending_next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&c->pending, &head, s, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+void neap__central_notify(neap_span *s) { push_pending(&centrals[s->sizeclass], s); }
+
+/* Put an uncached span with at least one live object on the list that
+ * matches it. */
+static void place_locked(neap_central *c, neap_span *s) {
+  uint8_t which = neap__span_next_free_word(s, 0) < s->nwords ? LIST_PARTIAL : LIST_FULL;
+  if (s->list != which) {
+    list_remove(c, s);
+    list_push(c, s, which);
+  }
+}
+
+/* Frees s to the page heap if it is empty and nobody can be touching it:
+ * rword must be exactly `expect` (count 0). Returns pages freed, or 0. */
+static size_t try_free_locked(neap_central *c, neap_span *s, uint64_t expect) {
+  if (neap__span_live(s) != 0) return 0;
+  if (!atomic_compare_exchange_strong(&s->rword, &expect, NEAP_RW_DEAD)) return 0;
+  list_remove(c, s);
+  size_t n = s->npages;
+  neap__heap_free_span(s);
+  return n;
+}
+
+static size_t drain_locked(neap_central *c) {
+  neap_span *s = atomic_exchange_explicit(&c->pending, NULL, memory_order_acquire);
+  neap_span *retry = NULL;
+  size_t freed = 0;
+  while (s != NULL) {
+    neap_span *next = s->pending_next;
+    uint64_t v = atomic_load(&s->rword);
+    if (v & NEAP_RW_CACHED) {
+      /* A cache took it meanwhile; the cache merges. */
+      atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
+    } else {
+      neap__span_merge_remote(s);
+      for (;;) {
+        v = atomic_load(&s->rword);
+        if (v & NEAP_RW_COUNT_MASK) { /* a free is in flight: look again later */
+          s->pending_next = retry;
+          retry = s;
+          break;
+        }
+        size_t n = try_free_locked(c, s, NEAP_RW_NOTIFIED);
+        if (n != 0) {
+          freed += n;
+          break;
+        }
+        if (neap__span_live(s) == 0) continue; /* rword moved: re-read */
+        if (atomic_compare_exchange_strong(&s->rword, &v, v & ~NEAP_RW_NOTIFIED)) {
+          place_locked(c, s);
+          break;
+        }
+      }
+    }
+    s = next;
+  }
+  while (retry != NULL) {
+    neap_span *next = retry->pending_next;
+    push_pending(c, retry);
+    retry = next;
+  }
+  return freed;
+}
+
+neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache) {
+  neap_central *c = &centrals[cls];
+  neap_span *s = NULL;
+  pthread_mutex_lock(&c->lock);
+  if (atomic_load_explicit(&c->pending, memory_order_relaxed) != NULL) drain_locked(c);
+  s = c->lists[LIST_PARTIAL];
+  if (s != NULL) {
+    list_remove(c, s);
+    /* CACHED must be set under the lock: from here on a drain leaves the
+     * span's bitmaps to us. */
+    atomic_fetch_or(&s->rword, NEAP_RW_CACHED);
+    NEAP_STORE(&s->owner, cache);
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (s == NULL) {
+    s = neap__heap_alloc_small_span(cls);
+    if (s == NULL) return NULL;
+    atomic_fetch_or(&s->rword, NEAP_RW_CACHED);
+    NEAP_STORE(&s->owner, cache);
+  }
+  neap__span_merge_remote(s);
+  return s;
+}
+
+void neap__central_uncache_span(neap_span *s) {
+  neap_central *c = &centrals[s->sizeclass];
+  neap__span_merge_remote(s);
+  s->needzero = 1; /* its free objects may have been used */
+  pthread_mutex_lock(&c->lock);
+  NEAP_STORE(&s->owner, NULL);
+  /* Clearing CACHED and then reading the remote bits pairs with a freer's
+   * announce-then-check (both sequentially consistent): either the freer
+   * sees CACHED clear and notifies, or we see its announce below. */
+  atomic_fetch_and(&s->rword, ~NEAP_RW_CACHED);
+  neap__span_merge_remote(s);
+  uint64_t v = atomic_load(&s->rword);
+  if (v == 0 && try_free_locked(c, s, 0) != 0) {
+    pthread_mutex_unlock(&c->lock);
+    return;
+  }
+  place_locked(c, s);
+  if ((v & NEAP_RW_COUNT_MASK) != 0) {
+    /* A freer announced while we held the span and will not notify: make
+     * sure a drain looks at the span once its bit lands. */
+    uint64_t old = atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED);
+    if (!(old & NEAP_RW_NOTIFIED)) push_pending(c, s);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+size_t neap__central_reclaim(void) {
+  size_t freed = 0;
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_central *c = &centrals[cls];
+    if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) continue;
+    pthread_mutex_lock(&c->lock);
+    freed += drain_locked(c);
+    pthread_mutex_unlock(&c->lock);
+  }
+  return freed;
+}

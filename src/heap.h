@@ -1,0 +1,67 @@
+/* The interfaces between the heap's layers, top to bottom:
+ *   malloc.c (API) -> cache.c (per thread) -> central.c (per class)
+ *   -> heap.c (pages, large objects) -> pagealloc.c, arena.c -> os/
+ * Off-heap metadata comes from meta.c at any level.
+ */
+#ifndef NEAP_HEAP_H
+#define NEAP_HEAP_H
+
+#include "span.h"
+
+/* --- meta.c: off-heap metadata (never next to user data) */
+typedef struct neap_pool {
+  size_t size;   /* object size, a multiple of 16 */
+  void *free;    /* free list */
+  size_t inuse;  /* objects handed out */
+} neap_pool;
+void *neap__meta_alloc(size_t size);      /* zeroed, 64-byte aligned, never freed; NULL on ENOMEM */
+void *neap__pool_alloc(neap_pool *p);     /* zeroed; NULL on ENOMEM */
+void neap__pool_free(neap_pool *p, void *x);
+typedef struct neap_meta_stats {
+  size_t mapped, inuse;
+} neap_meta_stats;
+void neap__meta_stats(neap_meta_stats *out);
+
+/* --- heap.c: the page heap */
+/* A span of npages for size class cls (>0) with its pages set in the
+ * arena index; NULL with ENOMEM when the heap cannot grow. */
+neap_span *neap__heap_alloc_small_span(unsigned cls);
+/* A large span of at least `size` bytes whose base is aligned to `align`
+ * (a power of two; <= NEAP_PAGE_SIZE means no constraint). *zeroed says
+ * whether its memory is known to read as zero. NULL when out of memory. */
+neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed);
+void neap__heap_free_span(neap_span *s);  /* small or large; takes the heap lock */
+/* Large span in place: shrink to / try to grow to npages; true on success. */
+bool neap__heap_resize_large(neap_span *s, size_t npages);
+uintptr_t neap__heap_page_addr(uint64_t page);
+/* Heap-wide page counts for statistics and tests. */
+typedef struct neap_heap_stats {
+  uint64_t pages_grown, pages_free, pages_scavenged, pages_inuse;
+  uint64_t arenas, bytes_reserved;
+} neap_heap_stats;
+void neap__heap_stats(neap_heap_stats *out);
+
+/* --- central.c: one per size class */
+neap_span *neap__central_cache_span(unsigned cls, neap_cache *c);
+void neap__central_uncache_span(neap_span *s);
+void neap__central_notify(neap_span *s);
+/* Gives every empty span that central lists hold back to the page heap;
+ * returns the number of pages freed. Takes central locks: call it with no
+ * heap lock held. */
+size_t neap__central_reclaim(void);
+
+/* --- cache.c: per thread */
+extern __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec")));
+neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM */
+void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL */
+void neap__cache_flush(neap_cache *c);    /* hands every span back */
+void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c);
+typedef struct neap_alloc_totals {
+  uint64_t nmalloc, nfree, bytes_alloc, bytes_free;
+} neap_alloc_totals;
+void neap__cache_totals(neap_alloc_totals *out); /* sums over all caches, live and retired */
+
+/* --- malloc.c */
+void *neap__malloc_slow(size_t size, size_t align, bool zero);
+
+#endif

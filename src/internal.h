@@ -1,0 +1,103 @@
+/* Declarations shared between neap's layers. Nothing here is public.
+ *
+ * Glossary (the Go runtime's vocabulary, translated to C):
+ *   OS page    the kernel's page, normally 4 KiB; the unit of madvise.
+ *   neap page  8 KiB; the unit of the page allocator and of span sizes.
+ *   chunk      4 MiB = 512 neap pages; one bitmap of the page allocator,
+ *              and the unit in which the heap is committed.
+ *   arena      64 MiB of address space reserved at once, 64 MiB-aligned;
+ *              the arena index maps any address to its arena or to none.
+ *   span       a run of neap pages serving one size class (many objects)
+ *              or one large object; its metadata lives off-heap.
+ *   size class one of ~68 object sizes up to 32 KiB (sizeclass.h).
+ *   page index a page's number in the heap's dense index space: arena k
+ *              (in order of reservation) holds indexes [k*8192, (k+1)*8192).
+ *
+ * Internal names shared between files start with neap__; everything else
+ * is static. Build-time debug levels (NEAP_DEBUG, default 0):
+ *   neap_assert            level >= 1: cheap invariants
+ *   neap_assert_internal   level >= 2: invariants of one data structure
+ *   neap_assert_expensive  level >= 3: whole-structure checks (slow)
+ * The checks that protect the heap from misuse (free of a pointer that is
+ * not a live object) are not asserts: they run in every build.
+ */
+#ifndef NEAP_INTERNAL_H
+#define NEAP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef NEAP_DEBUG
+#define NEAP_DEBUG 0
+#endif
+
+#define NEAP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define NEAP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NEAP_NOINLINE __attribute__((noinline))
+#define NEAP_COLD __attribute__((cold, noinline))
+#define NEAP_INLINE static inline __attribute__((always_inline))
+#define NEAP_CACHE_LINE 64
+
+/* --- geometry (values from the Go runtime, malloc.go; see go-runtime.md §1) */
+#define NEAP_PAGE_SHIFT 13 /* 8 KiB neap pages */
+#define NEAP_PAGE_SIZE ((size_t)1 << NEAP_PAGE_SHIFT)
+#define NEAP_CHUNK_PAGES 512 /* 4 MiB chunks: one 512-bit bitmap each */
+#define NEAP_CHUNK_SIZE (NEAP_CHUNK_PAGES * NEAP_PAGE_SIZE)
+#define NEAP_ARENA_SHIFT 26 /* 64 MiB arenas */
+#define NEAP_ARENA_SIZE ((size_t)1 << NEAP_ARENA_SHIFT)
+#define NEAP_ARENA_PAGES (NEAP_ARENA_SIZE / NEAP_PAGE_SIZE) /* 8192 */
+#define NEAP_ADDR_BITS 48 /* user addresses on x86-64 and arm64 (4-level) */
+/* The dense page-index space covers at most 4 TiB of heap: 2^29 pages,
+ * 2^20 chunks, 65536 arenas. The page allocator's summary levels are sized
+ * for it (about 9 MiB of address space, committed on demand). */
+#define NEAP_MAX_HEAP_SHIFT 42
+#define NEAP_MAX_PAGES ((uint64_t)1 << (NEAP_MAX_HEAP_SHIFT - NEAP_PAGE_SHIFT))
+#define NEAP_MAX_ARENAS ((size_t)1 << (NEAP_MAX_HEAP_SHIFT - NEAP_ARENA_SHIFT))
+/* No single object can be larger than the heap can ever be. */
+#define NEAP_MAX_ALLOC ((size_t)1 << NEAP_MAX_HEAP_SHIFT)
+
+#define NEAP_ALIGN 16 /* every object is aligned like max_align_t */
+#define NEAP_SMALL_MAX 32768 /* larger objects get spans of their own */
+
+/* --- failure */
+
+/* Prints "neap: <msg> <ptr>" on one line and aborts. Used for heap misuse
+ * (double free, foreign or interior pointer) and for failed asserts. */
+__attribute__((noreturn)) NEAP_COLD void neap__fatal(const char *msg, const void *ptr);
+__attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, const char *file, int line);
+
+#define NEAP__ASSERT(e) ((e) ? (void)0 : neap__assert_fail(#e, __FILE__, __LINE__))
+#if NEAP_DEBUG >= 1
+#define neap_assert(e) NEAP__ASSERT(e)
+#else
+#define neap_assert(e) ((void)0)
+#endif
+#if NEAP_DEBUG >= 2
+#define neap_assert_internal(e) NEAP__ASSERT(e)
+#else
+#define neap_assert_internal(e) ((void)0)
+#endif
+#if NEAP_DEBUG >= 3
+#define neap_assert_expensive(e) NEAP__ASSERT(e)
+#define NEAP_EXPENSIVE_CHECKS 1
+#else
+#define neap_assert_expensive(e) ((void)0)
+#define NEAP_EXPENSIVE_CHECKS 0
+#endif
+
+/* --- small helpers */
+NEAP_INLINE uintptr_t neap__align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+NEAP_INLINE uintptr_t neap__align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
+NEAP_INLINE bool neap__is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+/* --- test hooks (tests link libneap.a and may call these) */
+/* Exact live bytes and objects in the whole heap, small and large, merged
+ * from every thread's counters (other threads may be running). */
+size_t neap__heap_live_bytes(void);
+size_t neap__heap_live_objects(void);
+/* The start of the live object containing p, or NULL when p is not inside
+ * a live neap object. */
+void *neap__object_start(const void *p);
+
+#endif

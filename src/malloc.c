@@ -1,0 +1,385 @@
+/* neap's allocator: overview, and the public native API.
+ *
+ * Glossary: see internal.h (OS page 4 KiB, neap page 8 KiB, chunk 4 MiB,
+ * arena 64 MiB, span, size class, page index).
+ *
+ * Allocation, from the top of the cache hierarchy down:
+ *   1. Sizes up to 32 KiB round up to one of ~68 size classes
+ *      (sizeclass.h). The thread's cache (cache.c) holds one span per
+ *      class and a 64-object window of it: take the lowest free bit, mark
+ *      the object in use, return base + i*size. No lock, no atomic
+ *      read-modify-write. This is all that happens on most calls.
+ *   2. Window empty: move to the next bitmap word of the span with a free
+ *      object; at the span's end merge other threads' frees and wrap.
+ *   3. Span full: hand it to its size class's central list (central.c)
+ *      and take a partially free span from there, under that class's lock.
+ *   4. No partial span: take a fresh span from the page heap (heap.c),
+ *      under the heap lock: the page allocator (pagealloc.c) finds the
+ *      lowest run of free pages through its radix tree of summaries.
+ *   5. No free pages: reclaim spans that remote frees emptied, then grow
+ *      the heap by whole 4 MiB chunks committed in reserved 64 MiB arenas
+ *      (arena.c, os/).
+ *   Larger objects skip 1-3: each gets a span of its own from step 4.
+ *
+ * Free, back up:
+ *   1. The arena index maps the pointer to its span in O(1), or to "not
+ *      ours". The pointer must be the start of a live object of a live
+ *      span, or neap prints one line and aborts (checked in every build).
+ *   2. If this thread's cache holds the span, clear the object's in-use
+ *      bit: no lock, no atomic read-modify-write.
+ *   3. Otherwise set its bit in the span's remote bitmap (two atomic
+ *      operations, no lock); the span's owner merges it later, and a span
+ *      that sits in a central list is queued for its central to look at.
+ *   4. A span found empty by its central goes back to the page heap at
+ *      once, so its pages can serve any size class; a large object's
+ *      pages go back on free.
+ *
+ * Zeroing: memory fresh from the OS reads as zero. A span made of such
+ * pages starts with needzero = 0 and keeps it while its first pass hands
+ * out objects never used before; calloc skips memset for those, and for
+ * large objects whose pages all came fresh from the OS.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "heap.h"
+#include "neap.h"
+#include "os/os.h"
+
+/* --- failure reporting */
+
+static size_t fmt_hex(char *out, uintptr_t v) {
+  char tmp[2 + 2 * sizeof(uintptr_t)];
+  size_t n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v != 0);
+  out[0] = '0';
+  out[1] = 'x';
+  for (size_t i = 0; i < n; i++) out[2 + i] = tmp[n - 1 - i];
+  return n + 2;
+}
+
+void neap__fatal(const char *msg, const void *ptr) {
+  char line[256];
+  size_t n = 0, m = strlen(msg);
+  if (m > 200) m = 200;
+  memcpy(line, "neap: ", 6);
+  n = 6;
+  memcpy(line + n, msg, m);
+  n += m;
+  line[n++] = ' ';
+  n += fmt_hex(line + n, (uintptr_t)ptr);
+  line[n++] = '\n';
+  neap__os_write_err(line, n);
+  neap__os_abort();
+}
+
+void neap__assert_fail(const char *expr, const char *file, int line) {
+  (void)line;
+  char buf[256];
+  size_t n = 0;
+  const char *parts[] = {"neap: assertion failed: ", expr, " at ", file, "\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t m = strlen(parts[i]);
+    if (m > sizeof buf - n - 1) m = sizeof buf - n - 1;
+    memcpy(buf + n, parts[i], m);
+    n += m;
+  }
+  neap__os_write_err(buf, n);
+  neap__os_abort();
+}
+
+/* --- allocation */
+
+/* The smallest class whose objects are all aligned to `align` (a power of
+ * two, 16 < align <= NEAP_PAGE_SIZE): spans start on 8 KiB boundaries, so a
+ * class size that is a multiple of align will do; every power of two up
+ * to 32 KiB is a class, so one always exists. */
+static unsigned class_for_align(size_t size, size_t align) {
+  unsigned cls = neap__size_class(size < align ? align : size);
+  while (neap__class_size[cls] % align != 0) cls++;
+  return cls;
+}
+
+static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
+  neap_cache *c = neap__tls_cache;
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) goto oom;
+  neap_slot *slot = &c->slot[cls];
+  void *p;
+  if (slot->bits != 0) {
+    uint64_t b = slot->bits;
+    unsigned i = (unsigned)__builtin_ctzll(b);
+    slot->bits = b & (b - 1);
+    NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+    NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
+    p = (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
+  } else {
+    p = neap__cache_refill(c, cls);
+    if (p == NULL) goto oom;
+  }
+  if (zero && slot->span->needzero) memset(p, 0, neap__class_size[cls]);
+  return p;
+oom:
+  errno = ENOMEM;
+  return NULL;
+}
+
+static void count_large(bool alloc, size_t bytes) {
+  neap_cache *c = neap__tls_cache;
+  if (c == NULL) c = neap__cache_get_slow();
+  if (c == NULL) return; /* accounted nowhere only if metadata is exhausted */
+  if (alloc) {
+    NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + 1);
+    NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
+  } else {
+    NEAP_STORE(&c->large_nfree, NEAP_LOAD(&c->large_nfree) + 1);
+    NEAP_STORE(&c->large_bytes_free, NEAP_LOAD(&c->large_bytes_free) + bytes);
+  }
+}
+
+static void count_large_resize(size_t old_bytes, size_t new_bytes) {
+  neap_cache *c = neap__tls_cache;
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) return;
+  if (new_bytes > old_bytes)
+    NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + (new_bytes - old_bytes));
+  else
+    NEAP_STORE(&c->large_bytes_free, NEAP_LOAD(&c->large_bytes_free) + (old_bytes - new_bytes));
+}
+
+static void *alloc_large(size_t size, size_t align, bool zero) {
+  bool zeroed = false;
+  neap_span *s = neap__heap_alloc_large(size, align, &zeroed);
+  if (s == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  count_large(true, neap__span_bytes(s));
+  if (zero && !zeroed) memset((void *)s->base, 0, size);
+  return (void *)s->base;
+}
+
+void *neap__malloc_slow(size_t size, size_t align, bool zero) {
+  if (align <= NEAP_ALIGN) {
+    if (size <= NEAP_SMALL_MAX) return alloc_small_slow(neap__size_class(size), zero);
+  } else if (align <= NEAP_PAGE_SIZE && size <= NEAP_SMALL_MAX) {
+    return alloc_small_slow(class_for_align(size, align), zero);
+  }
+  return alloc_large(size, align, zero);
+}
+
+void *neap_malloc(size_t size) {
+  if (NEAP_LIKELY(size <= NEAP_SMALL_MAX)) {
+    neap_cache *c = neap__tls_cache;
+    unsigned cls = neap__size_class(size);
+    if (NEAP_LIKELY(c != NULL)) {
+      neap_slot *slot = &c->slot[cls];
+      uint64_t b = slot->bits;
+      if (NEAP_LIKELY(b != 0)) {
+        unsigned i = (unsigned)__builtin_ctzll(b);
+        slot->bits = b & (b - 1);
+        NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+        NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
+        return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
+      }
+    }
+    return alloc_small_slow(cls, false);
+  }
+  return alloc_large(size, 0, false);
+}
+
+void *neap_calloc(size_t n, size_t size) {
+  size_t total;
+  if (NEAP_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (NEAP_LIKELY(total <= NEAP_SMALL_MAX)) return alloc_small_slow(neap__size_class(total), true);
+  return alloc_large(total, 0, true);
+}
+
+void *neap_aligned_alloc(size_t alignment, size_t size) {
+  if (NEAP_UNLIKELY(!neap__is_pow2(alignment))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return neap__malloc_slow(size, alignment, false);
+}
+
+int neap_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (alignment < sizeof(void *) || !neap__is_pow2(alignment)) return EINVAL;
+  int saved = errno;
+  void *p = neap__malloc_slow(size, alignment, false);
+  errno = saved;
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+/* --- free */
+
+/* The live span whose object starts at p; aborts with a one-line message
+ * for anything else. */
+static neap_span *checked_span(const void *ptr) {
+  uintptr_t p = (uintptr_t)ptr;
+  neap_span *s = neap__span_of(p);
+  if (NEAP_UNLIKELY(s == NULL)) {
+    if (neap__arena_of(p) == NULL) neap__fatal("free of a pointer neap does not own", ptr);
+    neap__fatal("double free or invalid pointer", ptr);
+  }
+  uintptr_t off = p - s->base;
+  if (s->sizeclass == 0) {
+    if (NEAP_UNLIKELY(off != 0)) neap__fatal("free of an interior pointer", ptr);
+    if (NEAP_UNLIKELY(atomic_load_explicit(&s->state, memory_order_relaxed) != NEAP_SPAN_LARGE))
+      neap__fatal("double free", ptr);
+    return s;
+  }
+  unsigned idx = (unsigned)((off * s->divmul) >> 32);
+  if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
+    neap__fatal("free of an interior pointer", ptr);
+  uint64_t bit = 1ull << (idx & 63);
+  if (NEAP_UNLIKELY(!(NEAP_LOAD(&neap__span_inuse(s)[idx >> 6]) & bit) ||
+                    (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit)))
+    neap__fatal("double free", ptr);
+  return s;
+}
+
+static void free_large(neap_span *s, void *p) {
+  uint8_t expect = NEAP_SPAN_LARGE;
+  if (!atomic_compare_exchange_strong(&s->state, &expect, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
+  count_large(false, neap__span_bytes(s));
+  neap__heap_free_span(s);
+}
+
+static NEAP_NOINLINE void free_slow(void *p) {
+  if (p == NULL) return;
+  neap_span *s = checked_span(p);
+  if (s->sizeclass == 0) {
+    free_large(s, p);
+    return;
+  }
+  neap__cache_free_remote(s, (uintptr_t)p, neap__tls_cache);
+}
+
+void neap_free(void *p) {
+  uintptr_t a = (uintptr_t)p;
+  neap_span *s = neap__span_of(a);
+  neap_cache *c = neap__tls_cache;
+  if (NEAP_LIKELY(s != NULL && c != NULL && NEAP_LOAD(&s->owner) == c)) {
+    /* This thread's cache holds the span: a small object, ours alone. */
+    uintptr_t off = a - s->base;
+    unsigned idx = (unsigned)((off * s->divmul) >> 32);
+    if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off)) neap__fatal("free of an interior pointer", p);
+    _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
+    uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
+    if (NEAP_UNLIKELY(!(u & bit) || (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit)))
+      neap__fatal("double free", p);
+    NEAP_STORE(word, u & ~bit);
+    neap_slot *slot = &c->slot[s->sizeclass];
+    NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);
+    return;
+  }
+  free_slow(p);
+}
+
+size_t neap_usable_size(const void *p) {
+  if (p == NULL) return 0;
+  neap_span *s = checked_span(p);
+  return s->sizeclass ? s->elemsize : neap__span_bytes(s);
+}
+
+/* A sized free must name a size the block could hold as it is now:
+ * at most its usable size, and for a large block more than one page less
+ * (a large block is always exactly the pages its size needs; realloc keeps
+ * it so). A small block cannot tell a smaller size from one realloc shrank
+ * in place, so only the upper bound is checked there. */
+static void check_size(const void *p, size_t size) {
+  neap_span *s = checked_span(p);
+  size_t usable = s->sizeclass ? s->elemsize : neap__span_bytes(s);
+  bool ok = size <= usable && (s->sizeclass != 0 || usable - size < NEAP_PAGE_SIZE);
+  if (NEAP_UNLIKELY(!ok)) neap__fatal("free with the wrong size", p);
+}
+
+void neap_free_sized(void *p, size_t size) {
+  if (p == NULL) return;
+  check_size(p, size);
+  neap_free(p);
+}
+
+void neap_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  if (p == NULL) return;
+  if (!neap__is_pow2(alignment)) neap__fatal("free with an alignment that is not a power of two", p);
+  check_size(p, size);
+  if (((uintptr_t)p & (alignment - 1)) != 0) neap__fatal("free with the wrong alignment", p);
+  neap_free(p);
+}
+
+/* --- realloc */
+
+void *neap_realloc(void *p, size_t size) {
+  if (p == NULL) return neap_malloc(size);
+  if (size == 0) {
+    neap_free(p);
+    return NULL;
+  }
+  neap_span *s = checked_span(p);
+  if (NEAP_UNLIKELY(size > NEAP_MAX_ALLOC)) { /* before any page arithmetic can wrap */
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t usable;
+  if (s->sizeclass != 0) {
+    usable = s->elemsize;
+    /* In place when it fits and is not much smaller than the block. */
+    if (size <= usable && (size > usable / 2 || neap__size_class(size) == s->sizeclass)) return p;
+  } else {
+    usable = neap__span_bytes(s);
+    if (size > NEAP_SMALL_MAX) {
+      /* Large stays large: trim the tail in place, or grow into the free
+       * pages that follow it when there are any. */
+      size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
+      if (npages == s->npages) return p;
+      if (npages <= UINT32_MAX && neap__heap_resize_large(s, npages)) {
+        count_large_resize(usable, neap__span_bytes(s));
+        return p;
+      }
+    }
+  }
+  void *q = neap_malloc(size);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, size < usable ? size : usable);
+  neap_free(p);
+  return q;
+}
+
+/* --- introspection */
+
+int neap_owns(const void *p) { return neap__arena_of((uintptr_t)p) != NULL; }
+
+void *neap__object_start(const void *ptr) {
+  uintptr_t p = (uintptr_t)ptr;
+  neap_span *s = neap__span_of(p);
+  if (s == NULL) return NULL;
+  if (s->sizeclass == 0)
+    return atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_LARGE ? (void *)s->base : NULL;
+  uintptr_t off = p - s->base;
+  unsigned idx = (unsigned)((off * s->divmul) >> 32);
+  if (idx >= s->nelems) return NULL;
+  uint64_t bit = 1ull << (idx & 63);
+  if (!(NEAP_LOAD(&neap__span_inuse(s)[idx >> 6]) & bit) || (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit))
+    return NULL;
+  return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
+size_t neap__heap_live_bytes(void) {
+  neap_alloc_totals t;
+  neap__cache_totals(&t);
+  return (size_t)(t.bytes_alloc - t.bytes_free);
+}
+
+size_t neap__heap_live_objects(void) {
+  neap_alloc_totals t;
+  neap__cache_totals(&t);
+  return (size_t)(t.nmalloc - t.nfree);
+}

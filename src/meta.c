@@ -1,0 +1,84 @@
+/* Off-heap metadata: where spans, thread caches and arena records live.
+ *
+ * neap never puts its bookkeeping next to user data, so a buffer overrun
+ * in the program cannot reach a span's bitmaps, and metadata pages can be
+ * counted apart from the heap. Two allocators, both from the Go runtime:
+ *   - a persistent bump allocator (persistentalloc): carves zeroed blocks
+ *     out of 1 MiB mappings and never frees them;
+ *   - fixed-size pools (fixalloc): a free list per object size, refilled
+ *     from the bump allocator; freed objects are reused, never unmapped.
+ *
+ * Invariants: every block is 64-byte aligned (no false sharing between
+ * two caches or two spans' hot words) and zeroed when handed out.
+ * Locking: one mutex, a leaf lock: taken with any other neap lock held,
+ * and nothing is called while holding it except the os layer.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "heap.h"
+#include "os/os.h"
+
+#define META_BLOCK ((size_t)1 << 20)
+
+static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t bump_next, bump_end;
+static size_t meta_mapped, meta_inuse;
+
+static void *bump_locked(size_t size) {
+  size = neap__align_up(size, NEAP_CACHE_LINE);
+  if (bump_end - bump_next < size) {
+    size_t want = size > META_BLOCK ? neap__align_up(size, neap__os_page_size()) : META_BLOCK;
+    void *p;
+    if (neap__os_map(want, &p) != 0) return NULL;
+    meta_mapped += want;
+    if (size > META_BLOCK / 2) { /* a big one-off: keep the current block */
+      meta_inuse += size;
+      return p;
+    }
+    bump_next = (uintptr_t)p;
+    bump_end = bump_next + want;
+  }
+  void *r = (void *)bump_next;
+  bump_next += size;
+  meta_inuse += size;
+  return r;
+}
+
+void *neap__meta_alloc(size_t size) {
+  pthread_mutex_lock(&meta_lock);
+  void *p = bump_locked(size);
+  pthread_mutex_unlock(&meta_lock);
+  return p; /* fresh mappings are zero */
+}
+
+void *neap__pool_alloc(neap_pool *pool) {
+  pthread_mutex_lock(&meta_lock);
+  void *p = pool->free;
+  if (p != NULL) {
+    pool->free = *(void **)p;
+    meta_inuse += neap__align_up(pool->size, NEAP_CACHE_LINE);
+  } else {
+    p = bump_locked(pool->size);
+  }
+  if (p != NULL) pool->inuse++;
+  pthread_mutex_unlock(&meta_lock);
+  if (p != NULL) memset(p, 0, pool->size);
+  return p;
+}
+
+void neap__pool_free(neap_pool *pool, void *x) {
+  pthread_mutex_lock(&meta_lock);
+  *(void **)x = pool->free;
+  pool->free = x;
+  pool->inuse--;
+  meta_inuse -= neap__align_up(pool->size, NEAP_CACHE_LINE);
+  pthread_mutex_unlock(&meta_lock);
+}
+
+void neap__meta_stats(neap_meta_stats *out) {
+  pthread_mutex_lock(&meta_lock);
+  out->mapped = meta_mapped;
+  out->inuse = meta_inuse;
+  pthread_mutex_unlock(&meta_lock);
+}

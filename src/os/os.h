@@ -1,0 +1,81 @@
+/* The os layer: neap's only door to the kernel.
+ *
+ * Everything above this header is portable C that never calls mmap,
+ * munmap, madvise, mprotect, clock_gettime or getenv itself. Keeping every
+ * system call here gives us one place to inject faults (tests make the Nth
+ * commit fail), one place to count what we asked the kernel for, and one
+ * place to port.
+ *
+ * Contract for every memory call: addresses and sizes are multiples of the
+ * OS page size (neap__os_page_size(), normally 4 KiB), size > 0, and the
+ * function returns 0 or a positive errno value; it never sets errno as a
+ * side effect visible to the caller of malloc (the caller decides what the
+ * user sees).
+ *
+ * Memory states follow the Go runtime: None -> Reserved (PROT_NONE address
+ * space, costs no memory) -> Ready (read-write, faulted in on first touch)
+ * and back: "return" keeps the range Ready but hands its physical pages to
+ * the kernel (madvise), "unmap" gives the range up entirely.
+ */
+#ifndef NEAP_OS_H
+#define NEAP_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The OS page size, read once (sysconf is not async-signal-safe, but it
+ * does not allocate). */
+size_t neap__os_page_size(void);
+
+/* Reserve `size` bytes of address space with no access. `hint` is a wish,
+ * not a demand: the kernel may place the reservation elsewhere, and *out
+ * says where it went. Returns 0 or ENOMEM. */
+int neap__os_reserve(void *hint, size_t size, void **out);
+
+/* Make a reserved range readable and writable. Fresh pages read as zero.
+ * This is the call the fault-injection hook can make fail (ENOMEM). */
+int neap__os_commit(void *addr, size_t size);
+
+/* Hand the physical pages of a Ready range back to the kernel; the range
+ * stays readable and writable. dontneed=true uses MADV_DONTNEED (RSS drops
+ * at once, the pages read as zero afterwards); false uses MADV_FREE (the
+ * kernel reclaims lazily; until then the old contents may still be there),
+ * falling back to MADV_DONTNEED where MADV_FREE is unsupported. */
+int neap__os_return(void *addr, size_t size, bool dontneed);
+
+/* Give a range (reserved or ready) back entirely. */
+int neap__os_unmap(void *addr, size_t size);
+
+/* Reserve and commit in one call, anywhere: for off-heap metadata. */
+int neap__os_map(size_t size, void **out);
+
+/* Ask the kernel not to back a range with transparent huge pages. */
+int neap__os_nohugepage(void *addr, size_t size);
+
+/* Monotonic time in nanoseconds. */
+uint64_t neap__os_nanotime(void);
+
+/* The value of an environment variable, found by scanning `environ`
+ * directly: the first malloc can run before libc is ready for getenv, and
+ * getenv may itself take locks. Returns NULL when absent. */
+const char *neap__os_getenv(const char *name);
+
+/* Write raw bytes to standard error, bypassing stdio (which allocates). */
+void neap__os_write_err(const char *s, size_t n);
+
+/* Kill the process with SIGABRT, without running atexit handlers. */
+__attribute__((noreturn)) void neap__os_abort(void);
+
+/* Test hook: make the Nth future commit fail with ENOMEM (1 = the next
+ * one); 0 disarms. Only tests call it. */
+void neap__os_fail_commit_nth(long n);
+
+/* Counters of what the os layer did, for statistics and tests. */
+typedef struct neap_os_counters {
+  uint64_t reserves, commits, returns, unmaps, maps;
+  uint64_t commit_failures_injected;
+} neap_os_counters;
+void neap__os_counters(neap_os_counters *out);
+
+#endif

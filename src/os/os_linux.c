@@ -1,0 +1,167 @@
+/* The os layer on Linux: the only file in neap that makes system calls.
+ *
+ * It owns nothing but a few counters and the fault-injection hook. All
+ * functions are thread-safe and may be called with any neap lock held:
+ * none of them allocates, takes a lock, or calls back into neap. Errors are
+ * returned as errno values; errno itself is saved and restored so that a
+ * failed madvise deep inside free() never changes what the program sees.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os/os.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
+
+extern char **environ;
+
+static size_t os_page_size;
+static _Atomic long fail_commit_countdown; /* >0: fail when it reaches 1 */
+static struct {
+  _Atomic uint64_t reserves, commits, returns, unmaps, maps, injected;
+} counters;
+
+#define COUNT(c) atomic_fetch_add_explicit(&counters.c, 1, memory_order_relaxed)
+
+size_t neap__os_page_size(void) {
+  size_t p = __atomic_load_n(&os_page_size, __ATOMIC_RELAXED);
+  if (NEAP_UNLIKELY(p == 0)) {
+    long v = sysconf(_SC_PAGESIZE);
+    p = v > 0 ? (size_t)v : 4096;
+    __atomic_store_n(&os_page_size, p, __ATOMIC_RELAXED);
+  }
+  return p;
+}
+
+int neap__os_reserve(void *hint, size_t size, void **out) {
+  int saved = errno;
+  void *p = mmap(hint, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  int err = (p == MAP_FAILED) ? errno : 0;
+  errno = saved;
+  if (err) return err == ENOMEM ? ENOMEM : err;
+  COUNT(reserves);
+  *out = p;
+  return 0;
+}
+
+int neap__os_commit(void *addr, size_t size) {
+  long n = atomic_load_explicit(&fail_commit_countdown, memory_order_relaxed);
+  while (n > 0) {
+    if (atomic_compare_exchange_weak(&fail_commit_countdown, &n, n - 1)) {
+      if (n == 1) {
+        COUNT(injected);
+        return ENOMEM;
+      }
+      break;
+    }
+  }
+  int saved = errno;
+  /* mprotect rather than a fixed mmap: it keeps the reservation's VMA
+   * flags, and neighbouring committed ranges merge into one VMA. */
+  int r = mprotect(addr, size, PROT_READ | PROT_WRITE);
+  int err = r ? errno : 0;
+  errno = saved;
+  if (err) return ENOMEM;
+  COUNT(commits);
+  return 0;
+}
+
+int neap__os_return(void *addr, size_t size, bool dontneed) {
+  int saved = errno;
+  int r = -1;
+  if (!dontneed) r = madvise(addr, size, MADV_FREE);
+  if (r != 0) r = madvise(addr, size, MADV_DONTNEED);
+  int err = r ? errno : 0;
+  errno = saved;
+  if (!err) COUNT(returns);
+  return err;
+}
+
+int neap__os_unmap(void *addr, size_t size) {
+  int saved = errno;
+  int r = munmap(addr, size);
+  int err = r ? errno : 0;
+  errno = saved;
+  if (!err) COUNT(unmaps);
+  return err;
+}
+
+int neap__os_map(size_t size, void **out) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int err = (p == MAP_FAILED) ? errno : 0;
+  errno = saved;
+  if (err) return ENOMEM;
+  COUNT(maps);
+  *out = p;
+  return 0;
+}
+
+int neap__os_nohugepage(void *addr, size_t size) {
+  int saved = errno;
+  int r = madvise(addr, size, MADV_NOHUGEPAGE);
+  int err = r ? errno : 0;
+  errno = saved;
+  return err;
+}
+
+uint64_t neap__os_nanotime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *neap__os_getenv(const char *name) {
+  char **env = environ;
+  if (env == NULL || name == NULL) return NULL;
+  size_t len = strlen(name);
+  for (; *env != NULL; env++) {
+    if (strncmp(*env, name, len) == 0 && (*env)[len] == '=') return *env + len + 1;
+  }
+  return NULL;
+}
+
+void neap__os_write_err(const char *s, size_t n) {
+  int saved = errno;
+  while (n > 0) {
+    ssize_t w = write(2, s, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    s += w;
+    n -= (size_t)w;
+  }
+  errno = saved;
+}
+
+void neap__os_abort(void) {
+  /* abort() flushes nothing and runs no atexit handlers; if SIGABRT is
+   * caught and the handler returns, abort() still terminates. */
+  abort();
+}
+
+void neap__os_fail_commit_nth(long n) {
+  atomic_store_explicit(&fail_commit_countdown, n > 0 ? n : 0, memory_order_relaxed);
+}
+
+void neap__os_counters(neap_os_counters *out) {
+  out->reserves = atomic_load_explicit(&counters.reserves, memory_order_relaxed);
+  out->commits = atomic_load_explicit(&counters.commits, memory_order_relaxed);
+  out->returns = atomic_load_explicit(&counters.returns, memory_order_relaxed);
+  out->unmaps = atomic_load_explicit(&counters.unmaps, memory_order_relaxed);
+  out->maps = atomic_load_explicit(&counters.maps, memory_order_relaxed);
+  out->commit_failures_injected = atomic_load_explicit(&counters.injected, memory_order_relaxed);
+}

@@ -1,0 +1,105 @@
+/* Spans: runs of neap pages serving one size class or one large object.
+ *
+ * A span's metadata (struct neap_span, span.h) lives off-heap in pools
+ * sized by its bitmaps, never in the pages it describes. A small span
+ * tracks its objects with two bitmaps of one bit per object:
+ *
+ *   in use   set when an object is handed out, cleared when it is freed by
+ *            the span's owner. Only the owner writes it: the thread cache
+ *            holding the span, or its central list (under the central
+ *            lock) while no cache holds it. Other threads read it, with
+ *            relaxed atomic loads, to validate a free.
+ *   remote   set, with an atomic OR, by a thread that frees an object of
+ *            a span it does not own. The owner merges these bits into the
+ *            in-use bitmap when it next needs free objects (merge_remote).
+ *
+ * An object is live iff its in-use bit is set and its remote bit is clear;
+ * a free that finds otherwise is a double free or a stray pointer and
+ * aborts. Bits past the last object in the final word are kept set in the
+ * in-use bitmap, so scans never see them as free.
+ *
+ * Objects are never linked through their own memory: freed memory is not
+ * written by the allocator at all, which keeps free cheap (one bit) and
+ * means a use-after-free in the program cannot corrupt neap's state.
+ */
+#include "heap.h"
+
+/* One pool per bitmap width: span structs of width w can be reused for any
+ * class of the same width, and large spans take width 0. */
+static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1];
+
+static unsigned words_for_class(unsigned cls) {
+  return cls == 0 ? 0 : ((unsigned)neap__class_objects[cls] + 63u) / 64u;
+}
+
+neap_span *neap__span_new(unsigned sizeclass) {
+  unsigned w = words_for_class(sizeclass);
+  neap_pool *pool = &span_pools[w];
+  if (pool->size == 0) /* racy but idempotent: every writer stores the same value */
+    __atomic_store_n(&pool->size, sizeof(neap_span) + 2 * w * sizeof(uint64_t), __ATOMIC_RELAXED);
+  neap_span *s = neap__pool_alloc(pool);
+  if (s != NULL) s->nwords = (uint8_t)w;
+  return s;
+}
+
+void neap__span_delete(neap_span *s) {
+  atomic_store_explicit(&s->state, NEAP_SPAN_DEAD, memory_order_relaxed);
+  neap__pool_free(&span_pools[s->nwords], s);
+}
+
+void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t first_page, bool zeroed) {
+  neap_assert(s->nwords == words_for_class(cls));
+  s->base = base;
+  s->elemsize = neap__class_size[cls];
+  s->divmul = neap__class_divmul[cls];
+  s->nelems = neap__class_objects[cls];
+  s->sizeclass = (uint8_t)cls;
+  s->npages = neap__class_pages[cls];
+  s->first_page = first_page;
+  s->needzero = !zeroed;
+  s->next_word = 0;
+  s->list = 0;
+  NEAP_STORE(&s->owner, NULL);
+  atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
+  _Atomic uint64_t *inuse = neap__span_inuse(s), *remote = neap__span_remote(s);
+  for (unsigned w = 0; w < s->nwords; w++) {
+    NEAP_STORE(&inuse[w], 0);
+    NEAP_STORE(&remote[w], 0);
+  }
+  unsigned tail = s->nelems % 64u;
+  if (tail != 0) NEAP_STORE(&inuse[s->nwords - 1], ~0ull << tail);
+}
+
+unsigned neap__span_merge_remote(neap_span *s) {
+  _Atomic uint64_t *inuse = neap__span_inuse(s), *remote = neap__span_remote(s);
+  unsigned merged = 0;
+  for (unsigned w = 0; w < s->nwords; w++) {
+    if (NEAP_LOAD(&remote[w]) == 0) continue;
+    uint64_t x = atomic_exchange(&remote[w], 0);
+    uint64_t u = NEAP_LOAD(&inuse[w]);
+    if (NEAP_UNLIKELY((u & x) != x)) {
+      /* Freed remotely while already free: two frees raced. */
+      unsigned i = w * 64u + (unsigned)__builtin_ctzll(x & ~u);
+      neap__fatal("double free", (void *)(s->base + (uintptr_t)i * s->elemsize));
+    }
+    NEAP_STORE(&inuse[w], u & ~x);
+    merged += (unsigned)__builtin_popcountll(x);
+  }
+  if (merged != 0) atomic_fetch_sub(&s->rword, merged);
+  return merged;
+}
+
+unsigned neap__span_live(const neap_span *s) {
+  neap_span *m = (neap_span *)s; /* atomics need a non-const object */
+  _Atomic uint64_t *inuse = neap__span_inuse(m);
+  unsigned n = 0;
+  for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)__builtin_popcountll(NEAP_LOAD(&inuse[w]));
+  return n - (s->nwords * 64u - s->nelems);
+}
+
+unsigned neap__span_next_free_word(neap_span *s, unsigned from) {
+  _Atomic uint64_t *inuse = neap__span_inuse(s);
+  for (unsigned w = from; w < s->nwords; w++)
+    if (~NEAP_LOAD(&inuse[w]) != 0) return w;
+  return s->nwords;
+}

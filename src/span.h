@@ -1,0 +1,140 @@
+/* Spans, the arena index and the per-thread cache: the types the fast
+ * paths share. The essays live in span.c, arena.c, central.c and cache.c;
+ * this header holds the structs and the few inline functions that malloc
+ * and free run on every call.
+ */
+#ifndef NEAP_SPAN_H
+#define NEAP_SPAN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "internal.h"
+#include "sizeclass.h"
+
+/* Relaxed atomics for words one thread writes and others may read: they
+ * compile to plain loads and stores, and keep the C memory model (and
+ * ThreadSanitizer) honest about the racy readers. */
+#define NEAP_LOAD(p) atomic_load_explicit((p), memory_order_relaxed)
+#define NEAP_STORE(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
+/* --- span */
+
+enum {
+  NEAP_SPAN_DEAD = 0, /* not describing any pages (in the pool, or freed) */
+  NEAP_SPAN_SMALL,    /* objects of one size class */
+  NEAP_SPAN_LARGE,    /* one large object */
+};
+
+/* span->rword: the remote-free word (see central.c for the protocol).
+ * Low 32 bits: remote frees announced and not yet merged. */
+#define NEAP_RW_COUNT_MASK 0xffffffffull
+#define NEAP_RW_NOTIFIED (1ull << 32) /* on (or being pushed to) its central's pending stack */
+#define NEAP_RW_CACHED (1ull << 33)   /* held by a thread cache */
+#define NEAP_RW_DEAD (1ull << 34)     /* emptied and being given back to the page heap */
+
+#define NEAP_SPAN_MAX_WORDS 8 /* 512 objects at most: see sizeclass.h */
+
+typedef struct neap_cache neap_cache;
+
+typedef struct neap_span {
+  /* Read on every free: keep together at the front. */
+  uintptr_t base;               /* address of the first page */
+  _Atomic(neap_cache *) owner;  /* cache holding the span, else NULL */
+  uint32_t elemsize;            /* object size; large: 0 */
+  uint32_t divmul;              /* object index = (offset * divmul) >> 32 */
+  uint16_t nelems;              /* objects in the span (small) */
+  uint8_t sizeclass;            /* 0 for large spans */
+  uint8_t nwords;               /* bitmap words per bitmap (small) */
+  _Atomic uint8_t state;        /* NEAP_SPAN_* */
+  uint8_t needzero;             /* some object may hold old data */
+  uint8_t next_word;            /* owner's scan cursor over the bitmap */
+  uint8_t list;                 /* which central list holds it */
+  uint32_t npages;
+  uint64_t first_page;          /* page index in the page allocator */
+  _Atomic uint64_t rword;       /* remote-free count and flags */
+  struct neap_span *next, *prev;             /* central list links */
+  struct neap_span *pending_next;            /* central pending stack */
+  /* Two bitmaps of nwords words each, 1 bit per object:
+   *   bits[0 .. nwords)          in use: written only by the span's owner
+   *                              (its cache, or its central under the lock)
+   *   bits[nwords .. 2*nwords)   freed by another thread, not yet merged */
+  _Atomic uint64_t bits[];
+} neap_span;
+
+NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s) { return s->bits; }
+NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s) { return s->bits + s->nwords; }
+NEAP_INLINE size_t neap__span_bytes(const neap_span *s) { return (size_t)s->npages << NEAP_PAGE_SHIFT; }
+
+/* span.c */
+neap_span *neap__span_new(unsigned sizeclass); /* from the metadata pools; NULL on ENOMEM */
+void neap__span_delete(neap_span *s);
+void neap__span_init_small(neap_span *s, unsigned sizeclass, uintptr_t base, uint64_t first_page, bool zeroed);
+/* Moves remote frees into the in-use bitmap (caller owns the span);
+ * returns how many objects it merged. Aborts on a detected double free. */
+unsigned neap__span_merge_remote(neap_span *s);
+unsigned neap__span_live(const neap_span *s); /* objects in use */
+/* Index of the first bitmap word at or after `from` with a free object,
+ * or nwords if none. */
+unsigned neap__span_next_free_word(neap_span *s, unsigned from);
+
+/* --- arena index (arena.c) */
+
+#define NEAP_ARENA_L1_BITS 10
+#define NEAP_ARENA_L2_BITS (NEAP_ADDR_BITS - NEAP_ARENA_SHIFT - NEAP_ARENA_L1_BITS) /* 12 */
+
+typedef struct neap_arena {
+  uintptr_t base;       /* 64 MiB-aligned */
+  uint64_t first_page;  /* page index of base */
+  _Atomic(neap_span *) spans[NEAP_ARENA_PAGES]; /* page -> span of a live span, else NULL */
+} neap_arena;
+
+extern _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
+
+/* The arena holding address p, or NULL when p is not in neap's heap.
+ * O(1): two loads. Safe for any p (stack, static, another allocator's). */
+NEAP_INLINE neap_arena *neap__arena_of(uintptr_t p) {
+  uintptr_t ai = p >> NEAP_ARENA_SHIFT;
+  if (NEAP_UNLIKELY(ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS))) return NULL;
+  neap_arena **l2 = NEAP_LOAD(&neap__arena_l1[ai >> NEAP_ARENA_L2_BITS]);
+  if (NEAP_UNLIKELY(l2 == NULL)) return NULL;
+  return __atomic_load_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], __ATOMIC_RELAXED);
+}
+
+/* The live span covering p, or NULL. Every page of a live span maps to it;
+ * pages of freed spans map to NULL. */
+NEAP_INLINE neap_span *neap__span_of(uintptr_t p) {
+  neap_arena *a = neap__arena_of(p);
+  if (NEAP_UNLIKELY(a == NULL)) return NULL;
+  return NEAP_LOAD(&a->spans[(p >> NEAP_PAGE_SHIFT) & (NEAP_ARENA_PAGES - 1)]);
+}
+
+int neap__arena_register(neap_arena *a); /* caller holds the heap lock; 0 or ENOMEM */
+/* Reserve n bytes (a multiple of the arena size) exactly at `want`;
+ * 0 or ENOMEM (nothing reserved then). */
+int neap__arena_reserve_at(uintptr_t want, size_t n);
+/* Reserve n bytes arena-aligned where the hints (or the kernel) allow. */
+int neap__arena_reserve(size_t n, uintptr_t *out);
+
+/* --- per-thread cache (cache.c) */
+
+/* One per size class: the cached span and a window of 64 of its objects.
+ * `bits` has a 1 for every object of the window that is free; the window
+ * is the bitmap word `inuse` points to. */
+typedef struct neap_slot {
+  uint64_t bits;
+  uintptr_t base;            /* address of the window's object 0 */
+  _Atomic uint64_t *inuse;   /* the span's in-use word for the window */
+  neap_span *span;
+  _Atomic uint64_t nmalloc;  /* objects of this class this thread allocated */
+  _Atomic uint64_t nfree;    /* ... and freed (read by statistics) */
+} neap_slot;
+
+struct neap_cache {
+  neap_slot slot[NEAP_NUM_CLASSES];
+  _Atomic uint64_t large_nmalloc, large_nfree; /* large objects */
+  _Atomic uint64_t large_bytes_alloc, large_bytes_free;
+  neap_cache *reg_next, *reg_prev;            /* registry of live caches */
+};
+
+#endif

@@ -1,0 +1,157 @@
+/* A dependency-free test harness for neap's tests.
+ *
+ * A test program is a main() that calls RUN(test_x) for each static void
+ * test_x(void) and returns TEST_DONE(). Inside a test:
+ *   CHECK(cond)            any truth value
+ *   CHECK_EQ(a, b)         integers; both values are printed on failure
+ *   CHECK_PTR_EQ(a, b)     pointers
+ *   CHECK_ERRNO(e)         errno == e (the name of the value is printed)
+ *   CHECK_ABORTS(fn, arg, needle)
+ *                          runs fn(arg) in a forked child whose stderr goes
+ *                          to a pipe; passes when the child dies of SIGABRT
+ *                          and some line of its stderr starts with needle
+ * A failed check prints "file:line: FAILED: expr" and the test goes on.
+ *
+ * The counts are of checks, not of tests: the last line of output, on
+ * stdout, is exactly "N passed, N failed" with N the number of checks, and
+ * TEST_DONE() is non-zero when any check failed. Checks are counted with
+ * atomics, so worker threads may use them.
+ *
+ * The harness never calls malloc itself: messages go to unbuffered stderr,
+ * the summary is formatted on the stack and written with write(2), and the
+ * child's output is read into a caller's buffer.
+ */
+#ifndef NEAP_TEST_H
+#define NEAP_TEST_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TEST__FN __attribute__((unused)) static
+
+static unsigned long test__passed, test__failed;
+
+TEST__FN int test__check(int ok, const char *file, int line, const char *expr) {
+  __atomic_fetch_add(ok ? &test__passed : &test__failed, 1, __ATOMIC_RELAXED);
+  if (!ok) fprintf(stderr, "%s:%d: FAILED: %s\n", file, line, expr);
+  return ok;
+}
+
+TEST__FN int test__check_eq(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea,
+                          const char *eb) {
+  int ok = test__check(a == b, file, line, "CHECK_EQ(left, right)");
+  if (!ok)
+    fprintf(stderr, "  left:  %s is %ju (signed %jd, 0x%jx)\n  right: %s is %ju (signed %jd, 0x%jx)\n", ea, a,
+            (intmax_t)a, a, eb, b, (intmax_t)b, b);
+  return ok;
+}
+
+#define CHECK(c) test__check(!!(c), __FILE__, __LINE__, #c)
+#define CHECK_EQ(a, b) test__check_eq((uintmax_t)(a), (uintmax_t)(b), __FILE__, __LINE__, #a, #b)
+#define CHECK_PTR_EQ(a, b)                                                                          \
+  test__check_eq((uintmax_t)(uintptr_t)(const void *)(a), (uintmax_t)(uintptr_t)(const void *)(b), \
+                 __FILE__, __LINE__, #a, #b)
+#define CHECK_ERRNO(e) test__check_eq((uintmax_t)errno, (uintmax_t)(e), __FILE__, __LINE__, "errno", #e)
+
+/* Runs fn(arg) in a child with stderr captured into out (NUL-terminated,
+ * truncated to cap-1 bytes). Returns the wait status, or -1 if fork failed.
+ * The child exits 0 if fn returns; core dumps are switched off. */
+TEST__FN int test_run_child(void (*fn)(void *), void *arg, char *out, size_t cap) {
+  int fds[2], status = -1;
+  size_t n = 0;
+  if (cap) out[0] = 0;
+  fflush(stdout);
+  fflush(stderr);
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGABRT, SIG_DFL);
+    alarm(30); /* a child that deadlocks (say, on a lock held at fork) dies of SIGALRM */
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    fn(arg);
+    _exit(0);
+  }
+  close(fds[1]);
+  for (;;) {
+    char junk[256];
+    char *dst = n + 1 < cap ? out + n : junk;
+    size_t room = n + 1 < cap ? cap - 1 - n : sizeof junk;
+    ssize_t r = read(fds[0], dst, room);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    if (dst != junk) n += (size_t)r;
+  }
+  if (cap) out[n] = 0;
+  close(fds[0]);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+/* 1 if some line of text starts with needle. */
+TEST__FN int test_has_line_starting(const char *text, const char *needle) {
+  size_t len = strlen(needle);
+  for (const char *s = text;; s++) {
+    if (strncmp(s, needle, len) == 0) return 1;
+    if (!(s = strchr(s, '\n'))) return 0;
+  }
+}
+
+TEST__FN int test__aborts(void (*fn)(void *), void *arg, const char *needle, const char *file,
+                        int line, const char *what) {
+  char out[4096];
+  int st = test_run_child(fn, arg, out, sizeof out);
+  int ok = st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && test_has_line_starting(out, needle);
+  test__check(ok, file, line, what);
+  if (!ok) {
+    if (st == -1)
+      fprintf(stderr, "  fork failed\n");
+    else if (WIFSIGNALED(st))
+      fprintf(stderr, "  child died of signal %d\n", WTERMSIG(st));
+    else
+      fprintf(stderr, "  child exited with status %d\n", WEXITSTATUS(st));
+    fprintf(stderr, "  child stderr (want a line starting \"%s\"): \"%s\"\n", needle, out);
+  }
+  return ok;
+}
+#define CHECK_ABORTS(fn, arg, needle) \
+  test__aborts(fn, arg, needle, __FILE__, __LINE__, "CHECK_ABORTS(" #fn ", " #arg ")")
+
+/* Runs one test function and reports its own count of failed checks. */
+#define RUN(t)                                                                   \
+  do {                                                                           \
+    unsigned long test__f0 = __atomic_load_n(&test__failed, __ATOMIC_RELAXED);  \
+    t();                                                                         \
+    unsigned long test__f1 = __atomic_load_n(&test__failed, __ATOMIC_RELAXED);  \
+    fprintf(stderr, "%-40s %s\n", #t, test__f1 == test__f0 ? "ok" : "FAILED"); \
+  } while (0)
+
+/* Prints the summary line and gives main's return value. */
+TEST__FN int test_done(void) {
+  char line[96];
+  unsigned long p = __atomic_load_n(&test__passed, __ATOMIC_RELAXED);
+  unsigned long f = __atomic_load_n(&test__failed, __ATOMIC_RELAXED);
+  int n = snprintf(line, sizeof line, "%lu passed, %lu failed\n", p, f);
+  fflush(stdout);
+  if (n > 0 && write(1, line, (size_t)n) < 0) return 2;
+  return f != 0;
+}
+#define TEST_DONE() test_done()
+
+#endif
