@@ -39,6 +39,13 @@
 #define NEAP_INLINE static inline __attribute__((always_inline))
 #define NEAP_CACHE_LINE 64
 
+/* The checks on free (is this the start of a live object?) are on in
+ * every build. NEAP_FREE_CHECKS=0 removes them from the local-free fast
+ * path only, to measure what they cost; never ship it. */
+#ifndef NEAP_FREE_CHECKS
+#define NEAP_FREE_CHECKS 1
+#endif
+
 /* --- geometry (values from the Go runtime, malloc.go; see go-runtime.md §1) */
 #define NEAP_PAGE_SHIFT 13 /* 8 KiB neap pages */
 #define NEAP_PAGE_SIZE ((size_t)1 << NEAP_PAGE_SHIFT)

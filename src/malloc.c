@@ -148,7 +148,7 @@ static void count_large_resize(size_t old_bytes, size_t new_bytes) {
     NEAP_STORE(&c->large_bytes_free, NEAP_LOAD(&c->large_bytes_free) + (old_bytes - new_bytes));
 }
 
-static void *alloc_large(size_t size, size_t align, bool zero) {
+static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   bool zeroed = false;
   neap_span *s = neap__heap_alloc_large(size, align, &zeroed);
   if (s == NULL) {
@@ -270,11 +270,13 @@ void neap_free(void *p) {
     /* This thread's cache holds the span: a small object, ours alone. */
     uintptr_t off = a - s->base;
     unsigned idx = (unsigned)((off * s->divmul) >> 32);
-    if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off)) neap__fatal("free of an interior pointer", p);
     _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
     uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
+#if NEAP_FREE_CHECKS
+    if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off)) neap__fatal("free of an interior pointer", p);
     if (NEAP_UNLIKELY(!(u & bit) || (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit)))
       neap__fatal("double free", p);
+#endif
     NEAP_STORE(word, u & ~bit);
     neap_slot *slot = &c->slot[s->sizeclass];
     NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);

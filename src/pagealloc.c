@@ -55,13 +55,16 @@
  * the leaf summaries of the touched chunks are recomputed and their
  * parents merged upward while anything changes.
  *
- * Memory. One reservation of about 9.4 MiB at init (summaries 9.1 MiB,
- * grown and dirty bits 258 KiB, directory 16 KiB), plus 128 KiB per 4 GiB
- * block of chunk bitmaps. Only the granules (OS pages, at least 4 KiB) that
- * grown chunks need are committed, recorded in a bitmap: per GiB of heap,
- * 32 KiB of chunk bitmaps and about 2.3 KiB of summaries and bits, i.e.
- * about 0.003%, rounded up to whole granules. Every byte comes from the os
- * layer: there is no malloc below us. Nothing is ever decommitted.
+ * Memory. One reservation of 9.4 MiB at init (summaries 9.1 MiB, grown
+ * and dirty bits 256 KiB, directory 16 KiB), of which 40 KiB (directory,
+ * top dirty levels, two top summary levels) is committed at once; plus one
+ * reservation of 128 KiB per 4 GiB block of chunk bitmaps. Beyond that,
+ * only the granules (OS pages, at least 4 KiB) that grown chunks need are
+ * committed, recorded in bitmaps: per GiB of heap, 32 KiB of chunk bitmaps
+ * and about 2.3 KiB of summaries and bits (0.003%), rounded up to whole
+ * granules. Every byte comes from the os layer: there is no malloc below
+ * us. Nothing is decommitted before neap__pa_destroy. A commit that fails
+ * in grow happens before any state changes, so grow fails cleanly.
  *
  * Locking. None: the heap holds its lock around every call. Reads that may
  * fall on uncommitted memory check the commit bitmap first.
@@ -247,25 +250,23 @@ static uint64_t summarize(const uint64_t *used) {
   return sum_pack(start, best, end);
 }
 
-/* Merge 8 children, each covering `cover` pages, into their parent. */
+/* Merge 8 children, each covering `cover` pages, into their parent. A
+ * child is never a root entry, so its fields are plain (no bit 63). */
 static uint64_t merge(const uint64_t *child, uint64_t cover) {
   uint64_t start = 0, max = 0, end = 0;
   bool prefix_free = true;
+#pragma GCC unroll 8
   for (unsigned i = 0; i < PA_FANOUT; i++) {
     uint64_t s = child[i];
-    if (s == 0) {
-      prefix_free = false;
-      end = 0;
-      continue;
-    }
-    uint64_t st = sum_start(s), mx = sum_max(s);
+    neap_assert_internal((s & SUM_ROOT_FREE) == 0);
+    uint64_t st = s & SUM_FIELD, mx = (s >> SUM_BITS) & SUM_FIELD, en = (s >> (2 * SUM_BITS)) & SUM_FIELD;
     if (prefix_free) {
       start += st;
       prefix_free = st == cover;
     }
     if (end + st > max) max = end + st;
     if (mx > max) max = mx;
-    end = st == cover ? end + cover : sum_end(s);
+    end = st == cover ? end + cover : en;
   }
   return sum_pack(start, max, end);
 }
@@ -471,8 +472,10 @@ static uint64_t alloc_range(neap_pagealloc *pa, uint64_t base, uint64_t n) {
     for (unsigned w = lo >> 6; w <= (hi - 1) >> 6; w++) {
       uint64_t m = word_mask(w, lo, hi);
       neap_assert_internal((ch->used[w] & m) == 0);
-      scav += popc64(ch->scav[w] & m);
-      ch->scav[w] &= ~m;
+      if ((ch->scav[w] & m) != 0) { /* popcount may be a call without -mpopcnt */
+        scav += popc64(ch->scav[w] & m);
+        ch->scav[w] &= ~m;
+      }
       ch->used[w] |= m;
     }
     uint64_t s = lo == 0 && hi == NEAP_CHUNK_PAGES ? 0 : summarize(ch->used);
@@ -832,6 +835,33 @@ static bool region_zero(const neap_pagealloc *pa, size_t off, size_t end) {
   return any == 0;
 }
 
+/* The first page >= p of a chunk whose used bit is `used_bit`, or 512. */
+static unsigned next_page(const uint64_t *used, unsigned p, bool used_bit) {
+  while (p < NEAP_CHUNK_PAGES) {
+    uint64_t x = used_bit ? used[p >> 6] : ~used[p >> 6];
+    x >>= p & 63;
+    if (x != 0) return p + ctz64(x);
+    p = (p | 63) + 1;
+  }
+  return NEAP_CHUNK_PAGES;
+}
+
+/* A leaf summary computed another way than summarize(), so that the check
+ * does not share its mistakes: walk the free runs one by one. */
+static uint64_t summarize_by_runs(const uint64_t *used) {
+  unsigned start = 0, max = 0, end = 0, p = 0;
+  for (;;) {
+    unsigned s = next_page(used, p, false);
+    if (s == NEAP_CHUNK_PAGES) break;
+    unsigned e = next_page(used, s, true);
+    if (s == 0) start = e;
+    if (e == NEAP_CHUNK_PAGES) end = e - s;
+    if (e - s > max) max = e - s;
+    p = e;
+  }
+  return sum_pack(start, max, end);
+}
+
 /* One grown chunk: its bitmaps against its leaf summary, its dirty bit and
  * the hint; adds its pages to the totals. */
 static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *free, uint64_t *scav) {
@@ -849,7 +879,7 @@ static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *free, ui
     if (page < pa->hint)
       bad |= ~ch->used[w] & (pa->hint - page >= 64 ? ~(uint64_t)0 : low_mask((unsigned)(pa->hint - page)));
   }
-  return bad == 0 && pa->sum[PA_LEAF][c] == summarize(ch->used) && dirty_get(pa, c) == (dirty != 0);
+  return bad == 0 && pa->sum[PA_LEAF][c] == summarize_by_runs(ch->used) && dirty_get(pa, c) == (dirty != 0);
 }
 
 /* Every chunk below end_chunk, 64 at a time: grown ones in full, the
