@@ -72,41 +72,146 @@ neap_cache *neap__cache_get_slow(void) {
   return c;
 }
 
+/* --- the spans a cache owns (this thread only) */
+
+static neap_span **own_list(neap_cache *c, neap_span *s) {
+  return s->list == NEAP_LIST_OWN_PARTIAL ? &c->own_partial[s->sizeclass] : &c->own_full[s->sizeclass];
+}
+
+static void own_remove(neap_cache *c, neap_span *s) {
+  if (s->list != NEAP_LIST_OWN_PARTIAL && s->list != NEAP_LIST_OWN_FULL) return;
+  if (s->prev) s->prev->next = s->next;
+  else *own_list(c, s) = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->list = NEAP_LIST_NONE;
+}
+
+/* A full span goes back on the partial list only once an eighth of it is
+ * free (at least one object): taking a span for one or two objects costs
+ * more than the objects are worth, and spans with a little room fill up
+ * anyway as their neighbours' objects die. Every other span takes the slow
+ * path only when it empties. */
+static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
+  if (which != NEAP_LIST_OWN_FULL) return 0;
+  uint32_t room = s->nelems / 8u;
+  return (uint32_t)s->nelems - (room ? room : 1u);
+}
+
+static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
+  s->list = which;
+  s->relist_at = relist_threshold(s, which);
+  neap_span **head = own_list(c, s);
+  s->prev = NULL;
+  s->next = *head;
+  if (s->next) s->next->prev = s;
+  *head = s;
+}
+
+/* Give an owned span back to its central (and from there, if it is empty,
+ * to the page heap). */
+static void release(neap_cache *c, neap_span *s) {
+  own_remove(c, s);
+  s->list = NEAP_LIST_NONE;
+  neap__central_uncache_span(s);
+}
+
+/* Files an owned, not current span by its count of live objects: gives
+ * it back when empty, moves it from full to partial when it has room. */
+static void refile(neap_cache *c, neap_span *s) {
+  if (s->live == 0) {
+    release(c, s);
+  } else if (s->list == NEAP_LIST_OWN_FULL && s->live <= s->relist_at) {
+    own_remove(c, s);
+    own_push(c, s, NEAP_LIST_OWN_PARTIAL);
+  }
+}
+
+void neap__cache_free_local_slow(neap_cache *c, neap_span *s) {
+  if (s->list == NEAP_LIST_CURRENT) return; /* stays, even empty: it is about to be reused */
+  refile(c, s);
+}
+
+void neap__cache_inbox_push(neap_cache *owner, neap_span *s) {
+  neap_span *head = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
+  do {
+    s->pending_next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&owner->inbox, &head, s, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Take in the frees other threads made into spans this cache owns. */
+static void drain_inbox(neap_cache *c) {
+  neap_span *s = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
+  while (s != NULL) {
+    neap_span *next = s->pending_next;
+    /* Clear NOTIFIED before merging: a free that lands after the merge
+     * notifies again. */
+    atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
+    s->live -= neap__span_merge_remote(s);
+    if (s->list != NEAP_LIST_CURRENT) refile(c, s);
+    s = next;
+  }
+}
+
 static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   _Atomic uint64_t *word = &neap__span_inuse(s)[w];
   s->next_word = (uint8_t)w;
   slot->inuse = word;
   slot->bits = ~NEAP_LOAD(word);
   slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
+  /* The whole window counts as allocated until it is given up. */
+  s->live += (uint32_t)neap__popcount(slot->bits);
+}
+
+/* Make s the slot's current span (it has a free object). */
+static void make_current(neap_slot *slot, neap_span *s) {
+  s->list = NEAP_LIST_CURRENT;
+  s->relist_at = 0;
+  slot->span = s;
+  unsigned w = neap__span_next_free_word(s, 0);
+  neap_assert(w < s->nwords);
+  load_window(slot, s, w);
 }
 
 void *neap__cache_refill(neap_cache *c, unsigned cls) {
   neap_slot *slot = &c->slot[cls];
   neap_span *s = slot->span;
-  unsigned w = 0;
   if (s != NULL) {
-    w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
+    unsigned w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
     if (w == s->nwords) {
       /* End of the span: take in other threads' frees and start over. */
-      neap__span_merge_remote(s);
+      if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
+      s->live -= neap__span_merge_remote(s);
       w = neap__span_next_free_word(s, 0);
       if (w < s->nwords) s->needzero = 1;
     }
-    if (w == s->nwords) {
-      slot->span = NULL;
-      slot->bits = 0;
-      neap__central_uncache_span(s);
-      s = NULL;
+    if (w < s->nwords) {
+      load_window(slot, s, w);
+      goto take;
     }
+    /* Full: park it until a free makes room. */
+    slot->span = NULL;
+    slot->bits = 0;
+    s->needzero = 1;
+    own_push(c, s, NEAP_LIST_OWN_FULL);
   }
-  if (s == NULL) {
+  if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
+  if (c->own_partial[cls] == NULL) {
+    neap__central_drain(cls); /* may forward spans we own to the inbox */
+    if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
+  }
+  s = c->own_partial[cls];
+  if (s != NULL) {
+    own_remove(c, s);
+    s->live -= neap__span_merge_remote(s);
+  } else {
     s = neap__central_cache_span(cls, c);
     if (s == NULL) return NULL;
-    slot->span = s;
-    w = neap__span_next_free_word(s, 0);
-    neap_assert(w < s->nwords);
+    s->live = neap__span_live(s);
   }
-  load_window(slot, s, w);
+  make_current(slot, s);
+take:;
   uint64_t b = slot->bits;
   unsigned i = (unsigned)__builtin_ctzll(b);
   slot->bits = b & (b - 1);
@@ -125,7 +230,9 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c) {
   uint64_t old = atomic_fetch_add(&s->rword, 1);
   if (NEAP_UNLIKELY(old & NEAP_RW_DEAD)) neap__fatal("double free", (void *)p);
   bool push = false;
-  if (!(old & (NEAP_RW_CACHED | NEAP_RW_NOTIFIED)))
+  /* Owned or not, someone must hear of it: a cache looks at its parked
+   * spans only when told. One push per span until the owner has looked. */
+  if (!(old & NEAP_RW_NOTIFIED))
     push = !(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED);
   if (NEAP_UNLIKELY(atomic_fetch_or(&neap__span_remote(s)[w], bit) & bit)) neap__fatal("double free", (void *)p);
   if (push) neap__central_notify(s);
@@ -141,11 +248,23 @@ void neap__cache_flush(neap_cache *c) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
     neap_span *s = slot->span;
-    if (s == NULL) continue;
-    slot->span = NULL;
-    slot->bits = 0;
-    slot->inuse = NULL;
-    neap__central_uncache_span(s);
+    if (s != NULL) {
+      s->live -= (uint32_t)neap__popcount(slot->bits); /* the untaken rest of the window */
+      slot->span = NULL;
+      slot->bits = 0;
+      slot->inuse = NULL;
+      release(c, s);
+    }
+    while (c->own_partial[cls] != NULL) release(c, c->own_partial[cls]);
+    while (c->own_full[cls] != NULL) release(c, c->own_full[cls]);
+  }
+  /* Spans forwarded to us before we gave them up are their centrals' now,
+   * still NOTIFIED: hand the notification back to the central. */
+  neap_span *s = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
+  while (s != NULL) {
+    neap_span *next = s->pending_next;
+    neap__central_notify(s);
+    s = next;
   }
 }
 

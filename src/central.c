@@ -13,17 +13,21 @@
  *
  * The remote-free protocol. A thread freeing an object of a span it does
  * not own (span->owner != its cache) touches only two atomic words:
- *   1. rword += 1 (announce). If neither CACHED nor NOTIFIED was set, the
- *      span sits in a central list unnoticed: the freer sets NOTIFIED and,
- *      if it was the one to set it, will push the span on `pending`.
+ *   1. rword += 1 (announce). If NOTIFIED was not set, nobody has been
+ *      told about this span yet: the freer sets NOTIFIED and, if it was
+ *      the one to set it, will push the span on its central's `pending`.
  *   2. remote bitmap |= bit (a second free of the same object finds the
  *      bit set and aborts).
  *   3. the push, if step 1 said so. After this the freer never touches
  *      the span again.
  * Whoever owns the span merges remote bits into the in-use bitmap and
  * subtracts what it merged from rword's count, so count = frees announced
- * but not merged. The owner is the thread cache while CACHED is set,
- * otherwise the central (under its lock).
+ * but not merged. The owner is a thread cache while CACHED is set (it owns
+ * every span it allocates from until the span empties or the thread
+ * exits), otherwise the central (under its lock). Notifications always go
+ * to the central of the span's class, a target that never changes; a
+ * drain forwards spans that a cache owns to that cache's inbox, under the
+ * central lock, which every change of ownership also takes.
  *
  * A span is given back to the page heap only by a CAS of rword from
  * exactly {count 0, no flags} (or {count 0, NOTIFIED} by the drainer that
@@ -37,7 +41,7 @@
  */
 #include "heap.h"
 
-enum { LIST_NONE = 0, LIST_PARTIAL, LIST_FULL };
+enum { LIST_NONE = NEAP_LIST_NONE, LIST_PARTIAL = NEAP_LIST_PARTIAL, LIST_FULL = NEAP_LIST_FULL };
 
 typedef struct neap_central {
   pthread_mutex_t lock;
@@ -104,8 +108,10 @@ static size_t drain_locked(neap_central *c) {
     neap_span *next = s->pending_next;
     uint64_t v = atomic_load(&s->rword);
     if (v & NEAP_RW_CACHED) {
-      /* A cache took it meanwhile; the cache merges. */
-      atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
+      /* A cache owns it: only that thread may touch its in-use bitmap.
+       * Forward it; the owner cannot change while we hold this lock, and
+       * NOTIFIED stays set until the owner has looked. */
+      neap__cache_inbox_push(NEAP_LOAD(&s->owner), s);
     } else {
       neap__span_merge_remote(s);
       for (;;) {
@@ -184,6 +190,14 @@ void neap__central_uncache_span(neap_span *s) {
     uint64_t old = atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED);
     if (!(old & NEAP_RW_NOTIFIED)) push_pending(c, s);
   }
+  pthread_mutex_unlock(&c->lock);
+}
+
+void neap__central_drain(unsigned cls) {
+  neap_central *c = &centrals[cls];
+  if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) return;
+  pthread_mutex_lock(&c->lock);
+  drain_locked(c);
   pthread_mutex_unlock(&c->lock);
 }
 

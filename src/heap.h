@@ -45,6 +45,7 @@ void neap__heap_stats(neap_heap_stats *out);
 neap_span *neap__central_cache_span(unsigned cls, neap_cache *c);
 void neap__central_uncache_span(neap_span *s);
 void neap__central_notify(neap_span *s);
+void neap__central_drain(unsigned cls); /* forwards or settles notified spans */
 /* Gives every empty span that central lists hold back to the page heap;
  * returns the number of pages freed. Takes central locks: call it with no
  * heap lock held. */
@@ -56,6 +57,9 @@ neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL o
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c);
+void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
+/* A local free made s empty, or freed into a full span: re-file it. */
+void neap__cache_free_local_slow(neap_cache *c, neap_span *s);
 typedef struct neap_alloc_totals {
   uint64_t nmalloc, nfree, bytes_alloc, bytes_free;
 } neap_alloc_totals;

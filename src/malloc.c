@@ -11,8 +11,10 @@
  *      read-modify-write. This is all that happens on most calls.
  *   2. Window empty: move to the next bitmap word of the span with a free
  *      object; at the span's end merge other threads' frees and wrap.
- *   3. Span full: hand it to its size class's central list (central.c)
- *      and take a partially free span from there, under that class's lock.
+ *   3. Span full: park it, and make current one of the spans this thread
+ *      owns that has room (frees by this thread or, via the inbox, by
+ *      others made it); failing that, take one from the size class's
+ *      central list (central.c), under that class's lock.
  *   4. No partial span: take a fresh span from the page heap (heap.c),
  *      under the heap lock: the page allocator (pagealloc.c) finds the
  *      lowest run of free pages through its radix tree of summaries.
@@ -25,8 +27,11 @@
  *   1. The arena index maps the pointer to its span in O(1), or to "not
  *      ours". The pointer must be the start of a live object of a live
  *      span, or neap prints one line and aborts (checked in every build).
- *   2. If this thread's cache holds the span, clear the object's in-use
- *      bit: no lock, no atomic read-modify-write.
+ *   2. If this thread's cache owns the span (a thread owns every span it
+ *      allocated from until the span empties or the thread exits), clear
+ *      the object's in-use bit: no lock, no atomic read-modify-write. A
+ *      full span that gets room goes on the cache's own partial list; an
+ *      owned span that empties goes back at once.
  *   3. Otherwise set its bit in the span's remote bitmap (two atomic
  *      operations, no lock); the span's owner merges it later, and a span
  *      that sits in a central list is queued for its central to look at.
@@ -267,7 +272,7 @@ void neap_free(void *p) {
   neap_span *s = neap__span_of(a);
   neap_cache *c = neap__tls_cache;
   if (NEAP_LIKELY(s != NULL && c != NULL && NEAP_LOAD(&s->owner) == c)) {
-    /* This thread's cache holds the span: a small object, ours alone. */
+    /* This thread's cache owns the span: a small object, ours alone. */
     uintptr_t off = a - s->base;
     unsigned idx = (unsigned)((off * s->divmul) >> 32);
     _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
@@ -280,6 +285,7 @@ void neap_free(void *p) {
     NEAP_STORE(word, u & ~bit);
     neap_slot *slot = &c->slot[s->sizeclass];
     NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);
+    if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
     return;
   }
   free_slow(p);

@@ -864,7 +864,7 @@ static uint64_t summarize_by_runs(const uint64_t *used) {
 
 /* One grown chunk: its bitmaps against its leaf summary, its dirty bit and
  * the hint; adds its pages to the totals. */
-static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *free, uint64_t *scav) {
+static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *nfree, uint64_t *scav) {
   const pa_dirent *d = &pa->dir[c >> PA_BLOCK_SHIFT];
   size_t off = (c & (PA_BLOCK_CHUNKS - 1)) * sizeof(pa_chunk);
   if (d->block == NULL || !((d->ready >> (off >> pa->granule_shift)) & 1)) return false;
@@ -873,7 +873,7 @@ static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *free, ui
   for (unsigned w = 0; w < PA_WORDS; w++) {
     bad |= ch->scav[w] & ch->used[w];
     dirty |= ~ch->used[w] & ~ch->scav[w];
-    if (ch->used[w] != ~(uint64_t)0) *free += popc64(~ch->used[w]);
+    if (ch->used[w] != ~(uint64_t)0) *nfree += popc64(~ch->used[w]);
     if (ch->scav[w] != 0) *scav += popc64(ch->scav[w]);
     uint64_t page = (c << PA_CHUNK_SHIFT) + w * 64; /* nothing free below the hint */
     if (page < pa->hint)
@@ -884,7 +884,7 @@ static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *free, ui
 
 /* Every chunk below end_chunk, 64 at a time: grown ones in full, the
  * others must have a zero leaf summary and no dirty bit. */
-static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *free, uint64_t *scav) {
+static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *nfree, uint64_t *scav) {
   bool ok = true;
   for (uint64_t w = 0; w < (pa->end_chunk + 63) >> 6; w++) {
     uint64_t g = region_ready(pa, OFF_GROWN + w * 8) ? pa->grown[w] : 0;
@@ -902,7 +902,7 @@ static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *fr
       ok &= g == 0;
     }
     for (; g != 0; g &= g - 1) {
-      ok &= check_chunk(pa, w * 64 + ctz64(g), free, scav);
+      ok &= check_chunk(pa, w * 64 + ctz64(g), nfree, scav);
       *grown += NEAP_CHUNK_PAGES;
     }
   }
@@ -912,9 +912,9 @@ static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *fr
 bool neap__pa_check(const neap_pagealloc *pa) {
   if (pa->region == NULL)
     return pa->end_chunk == 0 && pa->pages_grown == 0 && pa->pages_free == 0 && pa->pages_scav == 0;
-  uint64_t grown = 0, free = 0, scav = 0;
-  bool ok = check_chunks(pa, &grown, &free, &scav);
-  ok &= grown == pa->pages_grown && free == pa->pages_free && scav == pa->pages_scav;
+  uint64_t grown = 0, nfree = 0, scav = 0;
+  bool ok = check_chunks(pa, &grown, &nfree, &scav);
+  ok &= grown == pa->pages_grown && nfree == pa->pages_free && scav == pa->pages_scav;
   ok &= pa->end_chunk == 0 || chunk_grown(pa, pa->end_chunk - 1);
 
   /* No grown bit at or beyond end_chunk. */
@@ -935,7 +935,8 @@ bool neap__pa_check(const neap_pagealloc *pa) {
       uint64_t cover = (uint64_t)1 << PA_LEVEL_SHIFT(l + 1);
       for (uint64_t k = 0; k < n; k++) {
         /* 8 children are one cache line, inside one granule */
-        const uint64_t *child = region_ready(pa, off_sum[l + 1] + k * 64) ? pa->sum[l + 1] + k * PA_FANOUT : none;
+        const uint64_t *child =
+            region_ready(pa, off_sum[l + 1] + k * 64) ? pa->sum[l + 1] + k * PA_FANOUT : none;
         uint64_t any = 0;
         for (unsigned i = 0; i < PA_FANOUT; i++) any |= child[i];
         ok &= sum_read(pa, l, k) == (any == 0 ? 0 : merge(child, cover));

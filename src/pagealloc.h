@@ -66,8 +66,11 @@ void neap__pa_free(neap_pagealloc *pa, uint64_t base, uint64_t npages);
 
 /* The scavenger's search: take the highest page T below `below` that is
  * free and not scavenged, and the run of such pages ending at T, cut to
- * its highest `maxpages` pages. Returns the run's base and sets *npages,
- * or NEAP_PA_FAIL (and *npages = 0). The run may cross chunk boundaries. */
+ * its highest `maxpages` pages. Returns the run's base and sets *npages
+ * (may be NULL), or NEAP_PA_FAIL (and *npages = 0). The run may cross
+ * chunk boundaries. Cost: O(1) to find T's chunk (a bitmap of chunks with
+ * such pages, with two summary levels), then one word per 64 pages of the
+ * run; fully used or fully scavenged chunks are never looked at. */
 uint64_t neap__pa_find_unscavenged(const neap_pagealloc *pa, uint64_t below, uint64_t maxpages,
                                    uint64_t *npages);
 
@@ -75,7 +78,8 @@ uint64_t neap__pa_find_unscavenged(const neap_pagealloc *pa, uint64_t below, uin
  * Pages already scavenged stay so and are not counted twice. */
 void neap__pa_mark_scavenged(neap_pagealloc *pa, uint64_t base, uint64_t npages);
 
-/* How many pages of [base, base+npages) are free and scavenged. */
+/* How many pages of [base, base+npages) are free and scavenged (pages
+ * past the grown range count as neither). O(npages / 64). */
 uint64_t neap__pa_count_scavenged(const neap_pagealloc *pa, uint64_t base, uint64_t npages);
 
 /* Whether the page is grown and free. */

@@ -71,6 +71,9 @@ void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t 
 }
 
 unsigned neap__span_merge_remote(neap_span *s) {
+  /* Nothing announced, nothing to merge: one load instead of a scan. A
+   * free whose bit lands after this check is merged next time. */
+  if ((atomic_load_explicit(&s->rword, memory_order_acquire) & NEAP_RW_COUNT_MASK) == 0) return 0;
   _Atomic uint64_t *inuse = neap__span_inuse(s), *remote = neap__span_remote(s);
   unsigned merged = 0;
   for (unsigned w = 0; w < s->nwords; w++) {
@@ -83,7 +86,7 @@ unsigned neap__span_merge_remote(neap_span *s) {
       neap__fatal("double free", (void *)(s->base + (uintptr_t)i * s->elemsize));
     }
     NEAP_STORE(&inuse[w], u & ~x);
-    merged += (unsigned)__builtin_popcountll(x);
+    merged += (unsigned)neap__popcount(x);
   }
   if (merged != 0) atomic_fetch_sub(&s->rword, merged);
   return merged;
@@ -93,7 +96,7 @@ unsigned neap__span_live(const neap_span *s) {
   neap_span *m = (neap_span *)s; /* atomics need a non-const object */
   _Atomic uint64_t *inuse = neap__span_inuse(m);
   unsigned n = 0;
-  for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)__builtin_popcountll(NEAP_LOAD(&inuse[w]));
+  for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(&inuse[w]));
   return n - (s->nwords * 64u - s->nelems);
 }
 

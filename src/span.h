@@ -26,6 +26,18 @@ enum {
   NEAP_SPAN_LARGE,    /* one large object */
 };
 
+/* span->list: where a span is. Owned by a cache: CURRENT (the slot's
+ * span), OWN_PARTIAL (has free objects), OWN_FULL. Owned by its central:
+ * PARTIAL or FULL. NONE: in transit. */
+enum {
+  NEAP_LIST_NONE = 0,
+  NEAP_LIST_PARTIAL,
+  NEAP_LIST_FULL,
+  NEAP_LIST_CURRENT,
+  NEAP_LIST_OWN_PARTIAL,
+  NEAP_LIST_OWN_FULL,
+};
+
 /* span->rword: the remote-free word (see central.c for the protocol).
  * Low 32 bits: remote frees announced and not yet merged. */
 #define NEAP_RW_COUNT_MASK 0xffffffffull
@@ -49,18 +61,31 @@ typedef struct neap_span {
   _Atomic uint8_t state;        /* NEAP_SPAN_* */
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
-  uint8_t list;                 /* which central list holds it */
+  uint8_t list;                 /* NEAP_LIST_*: which list holds it */
+  uint32_t live;                /* owner's count of allocated objects (a cache
+                                   counts its whole current window as allocated) */
+  uint32_t relist_at;           /* a local free that brings live down to this
+                                   takes the slow path (see cache.c) */
   uint32_t npages;
   uint64_t first_page;          /* page index in the page allocator */
   _Atomic uint64_t rword;       /* remote-free count and flags */
-  struct neap_span *next, *prev;             /* central list links */
-  struct neap_span *pending_next;            /* central pending stack */
+  struct neap_span *next, *prev;             /* links of the list `list` names */
+  struct neap_span *pending_next;            /* pending stack or owner's inbox */
   /* Two bitmaps of nwords words each, 1 bit per object:
    *   bits[0 .. nwords)          in use: written only by the span's owner
    *                              (its cache, or its central under the lock)
    *   bits[nwords .. 2*nwords)   freed by another thread, not yet merged */
   _Atomic uint64_t bits[];
 } neap_span;
+
+/* Population count without POPCNT (not in the x86-64 baseline, where
+ * __builtin_popcountll becomes a library call). */
+NEAP_INLINE unsigned neap__popcount(uint64_t x) {
+  x -= (x >> 1) & 0x5555555555555555ull;
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
 
 NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s) { return s->bits; }
 NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s) { return s->bits + s->nwords; }
@@ -132,6 +157,13 @@ typedef struct neap_slot {
 
 struct neap_cache {
   neap_slot slot[NEAP_NUM_CLASSES];
+  /* The other spans this cache owns, per class: with free objects, and
+   * full. Only this thread touches them. */
+  neap_span *own_partial[NEAP_NUM_CLASSES];
+  neap_span *own_full[NEAP_NUM_CLASSES];
+  /* Owned spans that other threads freed into while they were parked:
+   * pushed by a central's drain (under its lock), popped by this thread. */
+  _Atomic(neap_span *) inbox;
   _Atomic uint64_t large_nmalloc, large_nfree; /* large objects */
   _Atomic uint64_t large_bytes_alloc, large_bytes_free;
   neap_cache *reg_next, *reg_prev;            /* registry of live caches */

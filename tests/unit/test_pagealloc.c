@@ -343,7 +343,8 @@ static void test_random_vs_model(void) {
   CHECK(!rfailed);
   CHECK_EQ(next_grow, sizeof later / sizeof later[0]);
   if (nsteps >= 100000) CHECK(nfail > 0 && nalloc > nfail); /* both outcomes were exercised */
-  fprintf(stderr, "  %lu steps: %lu allocs (%lu failed), %lu frees, %lu alloc_at, %lu scavenge; max live %lu\n",
+  fprintf(stderr,
+          "  %lu steps: %lu allocs (%lu failed), %lu frees, %lu alloc_at, %lu scavenge; max live %lu\n",
           (unsigned long)nsteps, (unsigned long)nalloc, (unsigned long)nfail, (unsigned long)nfree_ops,
           (unsigned long)nat, (unsigned long)nscavops, (unsigned long)maxlive);
   free(lv);
@@ -495,18 +496,38 @@ static void test_alloc_at(void) {
 static void test_chunk_patterns(void) {
   neap_pagealloc pa = {0};
   bool used[CP] = {0}, ok = true;
+  uint64_t runs[CP][2], nruns = 0; /* the used runs of the last pattern */
   CHECK_EQ(neap__pa_grow(&pa, 0, CP), 0);
+  /* A run of L inside a word after a run of L-1 elsewhere, for each L and
+   * both orders: the longest run is seen only if every gap is measured. */
+  for (uint64_t L = 2; L <= 62 && ok; L++) {
+    for (int order = 0; order < 2; order++) {
+      uint64_t a = order ? 192 : 64, b = order ? 64 : 192;
+      ok &= neap__pa_alloc_at(&pa, 0, CP, NULL);
+      neap__pa_free(&pa, a + 1, L - 1);
+      neap__pa_free(&pa, b + 1, L);
+      ok &= neap__pa_check(&pa);
+      ok &= neap__pa_alloc(&pa, L + 1, NULL) == FAIL;
+      ok &= neap__pa_alloc(&pa, L, NULL) == b + 1;
+      ok &= neap__pa_alloc(&pa, L - 1, NULL) == a + 1;
+      neap__pa_free(&pa, 0, CP);
+    }
+  }
   rng_state = seed ^ 0x5157;
-  for (int trial = 0; trial < 20000 && ok; trial++) {
-    for (uint64_t p = 0; p < CP; p++)
-      if (used[p]) neap__pa_free(&pa, p, 1);
+  for (int trial = 0; trial < 10000 && ok; trial++) {
+    for (uint64_t r = 0; r < nruns; r++) neap__pa_free(&pa, runs[r][0], runs[r][1]);
+    nruns = 0;
     uint64_t mean = (uint64_t)1 << rnd_below(7);
     bool u = rnd_below(2);
     for (uint64_t p = 0; p < CP;) {
       uint64_t len = 1 + rnd_below(2 * mean);
       if (len > CP - p) len = CP - p;
       for (uint64_t i = p; i < p + len; i++) used[i] = u;
-      if (u) ok &= neap__pa_alloc_at(&pa, p, len, NULL);
+      if (u) {
+        ok &= neap__pa_alloc_at(&pa, p, len, NULL);
+        runs[nruns][0] = p;
+        runs[nruns++][1] = len;
+      }
       p += len;
       u = !u;
     }
@@ -521,9 +542,9 @@ static void test_chunk_patterns(void) {
     uint64_t got = neap__pa_alloc(&pa, best, NULL);
     ok &= got == at;
     if (got != FAIL) neap__pa_free(&pa, got, best);
-    ok &= neap__pa_check(&pa);
   }
   CHECK(ok);
+  CHECK(neap__pa_check(&pa));
   neap__pa_destroy(&pa);
 }
 
