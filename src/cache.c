@@ -30,7 +30,8 @@
 #include "heap.h"
 #include "neap.h"
 
-__thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec")));
+neap_cache neap__empty_cache;
+__thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec"))) = &neap__empty_cache;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static neap_cache *registry;
@@ -55,7 +56,7 @@ static void ensure_key(void) {
 }
 
 neap_cache *neap__cache_get_slow(void) {
-  neap_cache *c = neap__tls_cache;
+  neap_cache *c = neap__cache_mine();
   if (c != NULL) return c;
   c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
@@ -145,6 +146,14 @@ static void drain_inbox(neap_cache *c) {
   neap_span *s = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
   while (s != NULL) {
     neap_span *next = s->pending_next;
+    if (NEAP_LOAD(&s->owner) != c) {
+      /* Forwarded while we were giving it back: it is not ours any more
+       * (only this thread makes a span ours). Its NOTIFIED is still set;
+       * return the notification to the central, which knows the owner. */
+      neap__central_notify(s);
+      s = next;
+      continue;
+    }
     /* Clear NOTIFIED before merging: a free that lands after the merge
      * notifies again. */
     atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
@@ -271,7 +280,7 @@ void neap__cache_flush(neap_cache *c) {
 static void cache_destroy(void *arg) {
   neap_cache *c = arg;
   neap__cache_flush(c);
-  neap__tls_cache = NULL;
+  neap__tls_cache = &neap__empty_cache;
   pthread_mutex_lock(&reg_lock);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     uint64_t m = NEAP_LOAD(&c->slot[cls].nmalloc), f = NEAP_LOAD(&c->slot[cls].nfree);
@@ -292,7 +301,7 @@ static void cache_destroy(void *arg) {
 }
 
 void neap_thread_flush(void) {
-  neap_cache *c = neap__tls_cache;
+  neap_cache *c = neap__cache_mine();
   if (c != NULL) neap__cache_flush(c);
 }
 

@@ -52,7 +52,16 @@ void neap__central_drain(unsigned cls); /* forwards or settles notified spans */
 size_t neap__central_reclaim(void);
 
 /* --- cache.c: per thread */
+/* This thread's cache. Never NULL: a thread without a cache of its own
+ * points at neap__empty_cache, whose windows are all empty and which owns
+ * no span, so the fast paths need no NULL test and fall to the slow path. */
 extern __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec")));
+extern neap_cache neap__empty_cache;
+/* This thread's own cache, or NULL while it has none. */
+NEAP_INLINE neap_cache *neap__cache_mine(void) {
+  neap_cache *c = neap__tls_cache;
+  return c == &neap__empty_cache ? NULL : c;
+}
 neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM */
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */

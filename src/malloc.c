@@ -109,7 +109,7 @@ static unsigned class_for_align(size_t size, size_t align) {
 }
 
 static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
-  neap_cache *c = neap__tls_cache;
+  neap_cache *c = neap__cache_mine();
   if (c == NULL && (c = neap__cache_get_slow()) == NULL) goto oom;
   neap_slot *slot = &c->slot[cls];
   void *p;
@@ -132,7 +132,7 @@ oom:
 }
 
 static void count_large(bool alloc, size_t bytes) {
-  neap_cache *c = neap__tls_cache;
+  neap_cache *c = neap__cache_mine();
   if (c == NULL) c = neap__cache_get_slow();
   if (c == NULL) return; /* accounted nowhere only if metadata is exhausted */
   if (alloc) {
@@ -145,7 +145,7 @@ static void count_large(bool alloc, size_t bytes) {
 }
 
 static void count_large_resize(size_t old_bytes, size_t new_bytes) {
-  neap_cache *c = neap__tls_cache;
+  neap_cache *c = neap__cache_mine();
   if (c == NULL && (c = neap__cache_get_slow()) == NULL) return;
   if (new_bytes > old_bytes)
     NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + (new_bytes - old_bytes));
@@ -176,18 +176,15 @@ void *neap__malloc_slow(size_t size, size_t align, bool zero) {
 
 void *neap_malloc(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SMALL_MAX)) {
-    neap_cache *c = neap__tls_cache;
     unsigned cls = neap__size_class(size);
-    if (NEAP_LIKELY(c != NULL)) {
-      neap_slot *slot = &c->slot[cls];
-      uint64_t b = slot->bits;
-      if (NEAP_LIKELY(b != 0)) {
-        unsigned i = (unsigned)__builtin_ctzll(b);
-        slot->bits = b & (b - 1);
-        NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-        NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
-        return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
-      }
+    neap_slot *slot = &neap__tls_cache->slot[cls];
+    uint64_t b = slot->bits;
+    if (NEAP_LIKELY(b != 0)) {
+      unsigned i = (unsigned)__builtin_ctzll(b);
+      slot->bits = b & (b - 1);
+      NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+      NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
+      return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
     }
     return alloc_small_slow(cls, false);
   }
@@ -264,31 +261,39 @@ static NEAP_NOINLINE void free_slow(void *p) {
     free_large(s, p);
     return;
   }
-  neap__cache_free_remote(s, (uintptr_t)p, neap__tls_cache);
+  neap__cache_free_remote(s, (uintptr_t)p, neap__cache_mine());
+}
+
+/* Reached only when a check on the fast path failed: checked_span says
+ * exactly what was wrong, and aborts. */
+static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
+  checked_span(p);
+  neap__fatal("double free", p); /* merged remotely meanwhile */
 }
 
 void neap_free(void *p) {
   uintptr_t a = (uintptr_t)p;
   neap_span *s = neap__span_of(a);
   neap_cache *c = neap__tls_cache;
-  if (NEAP_LIKELY(s != NULL && c != NULL && NEAP_LOAD(&s->owner) == c)) {
-    /* This thread's cache owns the span: a small object, ours alone. */
-    uintptr_t off = a - s->base;
-    unsigned idx = (unsigned)((off * s->divmul) >> 32);
-    _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
-    uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
-#if NEAP_FREE_CHECKS
-    if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off)) neap__fatal("free of an interior pointer", p);
-    if (NEAP_UNLIKELY(!(u & bit) || (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit)))
-      neap__fatal("double free", p);
-#endif
-    NEAP_STORE(word, u & ~bit);
-    neap_slot *slot = &c->slot[s->sizeclass];
-    NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);
-    if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
+  if (NEAP_UNLIKELY(s == NULL || NEAP_LOAD(&s->owner) != c)) { /* the empty cache owns nothing */
+    free_slow(p);
     return;
   }
-  free_slow(p);
+  /* This thread's cache owns the span: a small object, ours alone. */
+  uintptr_t base = s->base;
+  unsigned idx = (unsigned)(((a - base) * s->divmul) >> 32);
+  _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
+  uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
+#if NEAP_FREE_CHECKS
+  /* The start of an object, allocated, not already freed by another thread. */
+  if (NEAP_UNLIKELY(base + (uintptr_t)idx * s->elemsize != a || !(u & bit) ||
+                    (NEAP_LOAD(&word[s->nwords]) & bit)))
+    free_invalid(p);
+#endif
+  NEAP_STORE(word, u & ~bit);
+  neap_slot *slot = &c->slot[s->sizeclass];
+  NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);
+  if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
 }
 
 size_t neap_usable_size(const void *p) {
