@@ -33,7 +33,7 @@ bench: build
 	sh bench/run-micro.sh
 
 bench-quick: build
-	sh bench/run-micro.sh -r 3 -n 0.3
+	sh bench/run-micro.sh -r 3 -n 2000000
 
 # Sanitizer builds test the native API (no malloc override); each uses its
 # own build tree.

@@ -264,12 +264,14 @@ static NEAP_NOINLINE void free_slow(void *p) {
   neap__cache_free_remote(s, (uintptr_t)p, neap__cache_mine());
 }
 
+#if NEAP_FREE_CHECKS
 /* Reached only when a check on the fast path failed: checked_span says
  * exactly what was wrong, and aborts. */
 static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
   checked_span(p);
   neap__fatal("double free", p); /* merged remotely meanwhile */
 }
+#endif
 
 void neap_free(void *p) {
   uintptr_t a = (uintptr_t)p;
