@@ -11,6 +11,10 @@
  *   neap__arena_l1[l1] -> l2 block of 4096 arena pointers (32 KiB, made on
  *   first use) -> neap_arena -> spans[(addr >> 13) % 8192]
  *
+ * Arenas inside the 4 TiB window where neap asks for its heap are also in a
+ * flat table, so the lookup on the free path is one range check and one
+ * load there (span.h); the two-level index answers everywhere else.
+ *
  * Any pointer at all can be looked up: a stack, static, or foreign-heap
  * address finds a NULL at one of the two levels and is "not ours", in
  * O(1). The L1 table is 8 KiB of BSS.
@@ -41,11 +45,12 @@
 #include "heap.h"
 #include "os/os.h"
 
-#define HINT_FIRST ((uintptr_t)0x200000000000ull)
+#define HINT_FIRST NEAP_HEAP_WINDOW
 #define HINT_STEP ((uintptr_t)1 << 40)
 #define HINT_TRIES 16
 
 _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
+_Atomic(neap_arena *) neap__arena_window[(size_t)1 << (NEAP_HEAP_WINDOW_SHIFT - NEAP_ARENA_SHIFT)];
 
 static uintptr_t next_hint = HINT_FIRST; /* heap lock */
 static unsigned hint_failures;
@@ -93,5 +98,8 @@ int neap__arena_register(neap_arena *a) {
     atomic_store_explicit(slot, l2, memory_order_release);
   }
   __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], a, __ATOMIC_RELEASE);
+  uintptr_t w = a->base - NEAP_HEAP_WINDOW;
+  if (w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT))
+    atomic_store_explicit(&neap__arena_window[w >> NEAP_ARENA_SHIFT], a, memory_order_release);
   return 0;
 }

@@ -26,6 +26,7 @@
  * the list of caches and the retired totals.
  */
 #include <pthread.h>
+#include <string.h>
 
 #include "heap.h"
 #include "neap.h"
@@ -38,9 +39,10 @@ static neap_cache *registry;
 static neap_pool cache_pool = {.size = sizeof(neap_cache)};
 static pthread_key_t cache_key;
 static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
-static neap_alloc_totals retired;
-/* Frees by threads that have no cache (rare: during thread teardown). */
-static _Atomic uint64_t orphan_nfree, orphan_bytes_free;
+/* What caches that have gone allocated (their frees need no record: the
+ * spans tell how much of it is still live). */
+static uint64_t retired_nmalloc[NEAP_NUM_CLASSES];
+static uint64_t retired_large_nmalloc, retired_large_nfree, retired_large_bytes_alloc, retired_large_bytes_free;
 
 static void cache_destroy(void *arg);
 
@@ -95,7 +97,7 @@ static void own_remove(neap_cache *c, neap_span *s) {
  * path only when it empties. */
 static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
   if (which != NEAP_LIST_OWN_FULL) return 0;
-  uint32_t room = s->nelems / 8u;
+  uint32_t room = s->nelems / 4u;
   return (uint32_t)s->nelems - (room ? room : 1u);
 }
 
@@ -167,10 +169,21 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   _Atomic uint64_t *word = &neap__span_inuse(s)[w];
   s->next_word = (uint8_t)w;
   slot->inuse = word;
-  slot->bits = ~NEAP_LOAD(word);
+  uint64_t bits = ~NEAP_LOAD(word);
+  NEAP_STORE(&slot->bits, bits);
   slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
   /* The whole window counts as allocated until it is given up. */
-  s->live += (uint32_t)neap__popcount(slot->bits);
+  unsigned k = neap__popcount(bits);
+  s->live += k;
+  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + k);
+}
+
+/* Give up the untaken rest of the current window. */
+static void drop_window(neap_slot *slot) {
+  unsigned k = neap__popcount(NEAP_LOAD(&slot->bits));
+  slot->span->live -= k;
+  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) - k);
+  NEAP_STORE(&slot->bits, 0);
 }
 
 /* Make s the slot's current span (it has a free object). */
@@ -201,7 +214,6 @@ void *neap__cache_refill(neap_cache *c, unsigned cls) {
     }
     /* Full: park it until a free makes room. */
     slot->span = NULL;
-    slot->bits = 0;
     s->needzero = 1;
     own_push(c, s, NEAP_LIST_OWN_FULL);
   }
@@ -221,21 +233,19 @@ void *neap__cache_refill(neap_cache *c, unsigned cls) {
   }
   make_current(slot, s);
 take:;
-  uint64_t b = slot->bits;
+  uint64_t b = NEAP_LOAD(&slot->bits);
   unsigned i = (unsigned)__builtin_ctzll(b);
-  slot->bits = b & (b - 1);
+  NEAP_STORE(&slot->bits, b & (b - 1));
   NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
   return (void *)(slot->base + (uintptr_t)i * s->elemsize);
 }
 
-void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c) {
+void neap__cache_free_remote(neap_span *s, uintptr_t p) {
   uintptr_t off = p - s->base;
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   unsigned w = idx >> 6;
   uint64_t bit = 1ull << (idx & 63);
   if (NEAP_UNLIKELY(!(NEAP_LOAD(&neap__span_inuse(s)[w]) & bit))) neap__fatal("double free", (void *)p);
-  unsigned cls = s->sizeclass;
   uint64_t old = atomic_fetch_add(&s->rword, 1);
   if (NEAP_UNLIKELY(old & NEAP_RW_DEAD)) neap__fatal("double free", (void *)p);
   bool push = false;
@@ -245,12 +255,6 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c) {
     push = !(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED);
   if (NEAP_UNLIKELY(atomic_fetch_or(&neap__span_remote(s)[w], bit) & bit)) neap__fatal("double free", (void *)p);
   if (push) neap__central_notify(s);
-  if (c != NULL) {
-    NEAP_STORE(&c->slot[cls].nfree, NEAP_LOAD(&c->slot[cls].nfree) + 1);
-  } else {
-    atomic_fetch_add_explicit(&orphan_nfree, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&orphan_bytes_free, neap__class_size[cls], memory_order_relaxed);
-  }
 }
 
 void neap__cache_flush(neap_cache *c) {
@@ -258,9 +262,8 @@ void neap__cache_flush(neap_cache *c) {
     neap_slot *slot = &c->slot[cls];
     neap_span *s = slot->span;
     if (s != NULL) {
-      s->live -= (uint32_t)neap__popcount(slot->bits); /* the untaken rest of the window */
+      drop_window(slot);
       slot->span = NULL;
-      slot->bits = 0;
       slot->inuse = NULL;
       release(c, s);
     }
@@ -282,17 +285,11 @@ static void cache_destroy(void *arg) {
   neap__cache_flush(c);
   neap__tls_cache = &neap__empty_cache;
   pthread_mutex_lock(&reg_lock);
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-    uint64_t m = NEAP_LOAD(&c->slot[cls].nmalloc), f = NEAP_LOAD(&c->slot[cls].nfree);
-    retired.nmalloc += m;
-    retired.nfree += f;
-    retired.bytes_alloc += m * neap__class_size[cls];
-    retired.bytes_free += f * neap__class_size[cls];
-  }
-  retired.nmalloc += NEAP_LOAD(&c->large_nmalloc);
-  retired.nfree += NEAP_LOAD(&c->large_nfree);
-  retired.bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
-  retired.bytes_free += NEAP_LOAD(&c->large_bytes_free);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc);
+  retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
+  retired_large_nfree += NEAP_LOAD(&c->large_nfree);
+  retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
+  retired_large_bytes_free += NEAP_LOAD(&c->large_bytes_free);
   if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
   else registry = c->reg_next;
   if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
@@ -306,22 +303,33 @@ void neap_thread_flush(void) {
 }
 
 void neap__cache_totals(neap_alloc_totals *out) {
+  memset(out, 0, sizeof *out);
+  uint64_t lm, lf, lba, lbf;
   pthread_mutex_lock(&reg_lock);
-  *out = retired;
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->class_nmalloc[cls] = retired_nmalloc[cls];
+  lm = retired_large_nmalloc, lf = retired_large_nfree;
+  lba = retired_large_bytes_alloc, lbf = retired_large_bytes_free;
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
-    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-      uint64_t m = NEAP_LOAD(&c->slot[cls].nmalloc), f = NEAP_LOAD(&c->slot[cls].nfree);
-      out->nmalloc += m;
-      out->nfree += f;
-      out->bytes_alloc += m * neap__class_size[cls];
-      out->bytes_free += f * neap__class_size[cls];
-    }
-    out->nmalloc += NEAP_LOAD(&c->large_nmalloc);
-    out->nfree += NEAP_LOAD(&c->large_nfree);
-    out->bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
-    out->bytes_free += NEAP_LOAD(&c->large_bytes_free);
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
+      out->class_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
+    lm += NEAP_LOAD(&c->large_nmalloc);
+    lf += NEAP_LOAD(&c->large_nfree);
+    lba += NEAP_LOAD(&c->large_bytes_alloc);
+    lbf += NEAP_LOAD(&c->large_bytes_free);
   }
   pthread_mutex_unlock(&reg_lock);
-  out->nfree += atomic_load_explicit(&orphan_nfree, memory_order_relaxed);
-  out->bytes_free += atomic_load_explicit(&orphan_bytes_free, memory_order_relaxed);
+  neap__heap_small_live(out->class_nlive);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    uint64_t m = out->class_nmalloc[cls], l = out->class_nlive[cls], sz = neap__class_size[cls];
+    out->nmalloc += m;
+    out->nlive += l;
+    out->bytes_alloc += m * sz;
+    out->bytes_live += l * sz;
+  }
+  out->nmalloc += lm;
+  out->nlive += lm - lf;
+  out->bytes_alloc += lba;
+  out->bytes_live += lba - lbf;
+  out->nfree = out->nmalloc - out->nlive;
+  out->bytes_free = out->bytes_alloc - out->bytes_live;
 }

@@ -240,6 +240,25 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   return ok;
 }
 
+void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]) {
+  pthread_mutex_lock(&heap.lock);
+  for (size_t k = 0; k < heap.narenas; k++) {
+    neap_arena *a = heap.arenas[k];
+    uint64_t end = a->first_page + NEAP_ARENA_PAGES;
+    if (end > heap.grown) end = heap.grown;
+    for (uint64_t pg = a->first_page; pg < end; pg++) {
+      neap_span *s = NEAP_LOAD(&a->spans[pg - a->first_page]);
+      if (s == NULL || s->first_page != pg) continue;
+      if (s->sizeclass != 0) {
+        uint64_t announced = atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK;
+        live[s->sizeclass] += neap__span_live(s) - announced;
+      }
+      pg += s->npages - 1;
+    }
+  }
+  pthread_mutex_unlock(&heap.lock);
+}
+
 void neap__heap_stats(neap_heap_stats *out) {
   pthread_mutex_lock(&heap.lock);
   out->pages_grown = heap.inited ? neap__pa_pages_grown(&heap.pa) : 0;

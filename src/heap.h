@@ -40,6 +40,9 @@ typedef struct neap_heap_stats {
   uint64_t arenas, bytes_reserved;
 } neap_heap_stats;
 void neap__heap_stats(neap_heap_stats *out);
+/* Adds each small span's live objects (allocated, minus frees announced by
+ * other threads and not merged yet) to live[class]. O(pages grown). */
+void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]);
 
 /* --- central.c: one per size class */
 neap_span *neap__central_cache_span(unsigned cls, neap_cache *c);
@@ -65,14 +68,20 @@ NEAP_INLINE neap_cache *neap__cache_mine(void) {
 neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM */
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
-void neap__cache_free_remote(neap_span *s, uintptr_t p, neap_cache *c);
+void neap__cache_free_remote(neap_span *s, uintptr_t p);
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* A local free made s empty, or freed into a full span: re-file it. */
 void neap__cache_free_local_slow(neap_cache *c, neap_span *s);
 typedef struct neap_alloc_totals {
-  uint64_t nmalloc, nfree, bytes_alloc, bytes_free;
+  uint64_t nmalloc, nfree, nlive;              /* objects, small and large */
+  uint64_t bytes_alloc, bytes_free, bytes_live;
+  uint64_t class_nmalloc[NEAP_NUM_CLASSES];    /* small objects by class */
+  uint64_t class_nlive[NEAP_NUM_CLASSES];
 } neap_alloc_totals;
-void neap__cache_totals(neap_alloc_totals *out); /* sums over all caches, live and retired */
+/* Allocation totals: mallocs summed over every cache (live and retired),
+ * live objects counted in the spans themselves, frees = mallocs - live.
+ * Exact when no thread is allocating; a close estimate otherwise. */
+void neap__cache_totals(neap_alloc_totals *out);
 
 /* --- malloc.c */
 void *neap__malloc_slow(size_t size, size_t align, bool zero);

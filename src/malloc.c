@@ -113,12 +113,11 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   if (c == NULL && (c = neap__cache_get_slow()) == NULL) goto oom;
   neap_slot *slot = &c->slot[cls];
   void *p;
-  if (slot->bits != 0) {
-    uint64_t b = slot->bits;
+  uint64_t b = NEAP_LOAD(&slot->bits);
+  if (b != 0) {
     unsigned i = (unsigned)__builtin_ctzll(b);
-    slot->bits = b & (b - 1);
+    NEAP_STORE(&slot->bits, b & (b - 1));
     NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-    NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
     p = (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
   } else {
     p = neap__cache_refill(c, cls);
@@ -178,12 +177,11 @@ void *neap_malloc(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SMALL_MAX)) {
     unsigned cls = neap__size_class(size);
     neap_slot *slot = &neap__tls_cache->slot[cls];
-    uint64_t b = slot->bits;
+    uint64_t b = NEAP_LOAD(&slot->bits);
     if (NEAP_LIKELY(b != 0)) {
       unsigned i = (unsigned)__builtin_ctzll(b);
-      slot->bits = b & (b - 1);
+      NEAP_STORE(&slot->bits, b & (b - 1));
       NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-      NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + 1);
       return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
     }
     return alloc_small_slow(cls, false);
@@ -261,7 +259,7 @@ static NEAP_NOINLINE void free_slow(void *p) {
     free_large(s, p);
     return;
   }
-  neap__cache_free_remote(s, (uintptr_t)p, neap__cache_mine());
+  neap__cache_free_remote(s, (uintptr_t)p);
 }
 
 #if NEAP_FREE_CHECKS
@@ -293,8 +291,6 @@ void neap_free(void *p) {
     free_invalid(p);
 #endif
   NEAP_STORE(word, u & ~bit);
-  neap_slot *slot = &c->slot[s->sizeclass];
-  NEAP_STORE(&slot->nfree, NEAP_LOAD(&slot->nfree) + 1);
   if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
 }
 
@@ -390,11 +386,11 @@ void *neap__object_start(const void *ptr) {
 size_t neap__heap_live_bytes(void) {
   neap_alloc_totals t;
   neap__cache_totals(&t);
-  return (size_t)(t.bytes_alloc - t.bytes_free);
+  return (size_t)t.bytes_live;
 }
 
 size_t neap__heap_live_objects(void) {
   neap_alloc_totals t;
   neap__cache_totals(&t);
-  return (size_t)(t.nmalloc - t.nfree);
+  return (size_t)t.nlive;
 }

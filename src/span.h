@@ -116,14 +116,31 @@ typedef struct neap_arena {
 
 extern _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
 
-/* The arena holding address p, or NULL when p is not in neap's heap.
- * O(1): two loads. Safe for any p (stack, static, another allocator's). */
-NEAP_INLINE neap_arena *neap__arena_of(uintptr_t p) {
+/* The window: arena.c asks for the heap at NEAP_HEAP_WINDOW first and grows
+ * up from there, so nearly every arena lies in these 4 TiB, and a flat
+ * table (512 KiB of BSS, touched only where arenas are) maps them with one
+ * load. The two-level index above covers every arena, in the window or not;
+ * lookups outside the window go there. */
+#define NEAP_HEAP_WINDOW ((uintptr_t)0x200000000000ull)
+#define NEAP_HEAP_WINDOW_SHIFT NEAP_MAX_HEAP_SHIFT
+extern _Atomic(neap_arena *) neap__arena_window[(size_t)1 << (NEAP_HEAP_WINDOW_SHIFT - NEAP_ARENA_SHIFT)];
+
+NEAP_INLINE neap_arena *neap__arena_of_indexed(uintptr_t p) {
   uintptr_t ai = p >> NEAP_ARENA_SHIFT;
   if (NEAP_UNLIKELY(ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS))) return NULL;
   neap_arena **l2 = NEAP_LOAD(&neap__arena_l1[ai >> NEAP_ARENA_L2_BITS]);
   if (NEAP_UNLIKELY(l2 == NULL)) return NULL;
   return __atomic_load_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], __ATOMIC_RELAXED);
+}
+
+/* The arena holding address p, or NULL when p is not in neap's heap.
+ * O(1): one load in the window, two outside it. Safe for any p (stack,
+ * static, another allocator's memory). */
+NEAP_INLINE neap_arena *neap__arena_of(uintptr_t p) {
+  uintptr_t w = p - NEAP_HEAP_WINDOW;
+  if (NEAP_LIKELY(w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT)))
+    return NEAP_LOAD(&neap__arena_window[w >> NEAP_ARENA_SHIFT]);
+  return neap__arena_of_indexed(p);
 }
 
 /* The live span covering p, or NULL. Every page of a live span maps to it;
@@ -147,12 +164,15 @@ int neap__arena_reserve(size_t n, uintptr_t *out);
  * `bits` has a 1 for every object of the window that is free; the window
  * is the bitmap word `inuse` points to. */
 typedef struct neap_slot {
-  uint64_t bits;
+  _Atomic uint64_t bits;     /* written by this thread only (relaxed) */
   uintptr_t base;            /* address of the window's object 0 */
   _Atomic uint64_t *inuse;   /* the span's in-use word for the window */
   neap_span *span;
-  _Atomic uint64_t nmalloc;  /* objects of this class this thread allocated */
-  _Atomic uint64_t nfree;    /* ... and freed (read by statistics) */
+  /* Objects of this class this thread allocated, counted a window at a
+   * time: the untaken rest of the current window (bits) is included, and
+   * statistics subtract it. Frees are not counted on any fast path: the
+   * statistics derive them from the spans' in-use bitmaps. */
+  _Atomic uint64_t nmalloc;
 } neap_slot;
 
 struct neap_cache {
