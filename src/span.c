@@ -99,10 +99,3 @@ unsigned neap__span_live(const neap_span *s) {
   for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(&inuse[w]));
   return n - (s->nwords * 64u - s->nelems);
 }
-
-unsigned neap__span_next_free_word(neap_span *s, unsigned from) {
-  _Atomic uint64_t *inuse = neap__span_inuse(s);
-  for (unsigned w = from; w < s->nwords; w++)
-    if (~NEAP_LOAD(&inuse[w]) != 0) return w;
-  return s->nwords;
-}

@@ -101,7 +101,12 @@ unsigned neap__span_merge_remote(neap_span *s);
 unsigned neap__span_live(const neap_span *s); /* objects in use */
 /* Index of the first bitmap word at or after `from` with a free object,
  * or nwords if none. */
-unsigned neap__span_next_free_word(neap_span *s, unsigned from);
+NEAP_INLINE unsigned neap__span_next_free_word(neap_span *s, unsigned from) {
+  _Atomic uint64_t *inuse = neap__span_inuse(s);
+  unsigned w = from;
+  while (w < s->nwords && ~NEAP_LOAD(&inuse[w]) == 0) w++;
+  return w;
+}
 
 /* --- arena index (arena.c) */
 
