@@ -2,28 +2,42 @@
  *
  * Each thread has one neap_cache, reached through an initial-exec TLS
  * pointer (one %fs-relative load; initial-exec also keeps a dlopen'd or
- * preloaded libneap from needing dynamic TLS, which would allocate). The
- * cache holds, per size class, one span and a window of 64 of its objects:
- * `bits` has a 1 for each free object of the window. Allocation takes the
- * lowest set bit, sets the object's in-use bit in the span and returns it
- * (malloc.c inlines this); no lock, no atomic read-modify-write. When the
- * window is empty, refill moves it to the next bitmap word with a free
- * object; at the end of the span it merges the frees other threads made,
- * wraps around, and only when the span is full hands it to the central
- * list and takes another.
+ * preloaded libneap from needing dynamic TLS, which would allocate). A
+ * thread without a cache points at neap__empty_cache, so the fast paths
+ * never test for NULL.
  *
- * A free by the thread whose cache holds the span clears the in-use bit
- * (malloc.c, inline). A free by any other thread goes through the
- * remote-free protocol (central.c) and takes no lock.
+ * What a cache owns. Unlike Go's mcache, which holds one span per class,
+ * a cache owns every span it takes (from its central list or the page
+ * heap) until the span empties or the thread exits, as mimalloc's thread
+ * heaps own their pages: a C program frees explicitly and at random, and
+ * if only the current span were the thread's own, nearly every free would
+ * have to take the atomic remote path. Per size class a cache has:
+ *   - the current span and a window of 64 of its objects: `bits` has a 1
+ *     for each free object of the window. Allocation takes the lowest set
+ *     bit and sets the object's in-use bit (malloc.c inlines this): no
+ *     lock, no atomic read-modify-write;
+ *   - own_partial: owned spans with room, taken when the current one is
+ *     full;
+ *   - own_full: owned spans parked full. A local free that leaves a
+ *     quarter of one free moves it to own_partial (one compare on the
+ *     free fast path, against span->relist_at); taking a span back for one
+ *     or two objects would cost more than they are worth.
+ * An owned span that empties goes back to its central at once, and from
+ * there to the page heap.
  *
- * Statistics are per thread: each slot counts the objects its thread
- * allocated and freed; readers sum over every cache (the registry) plus
- * the totals of caches that have gone, so the hot paths never share a
- * counter.
+ * Frees by other threads (central.c has the protocol) set bits in the
+ * span's remote bitmap. The current span merges them when it runs dry;
+ * for parked spans the freer notifies the span's central, whose next drain
+ * forwards the span to its owner's inbox, which the owner drains when it
+ * needs room. Nothing but the inbox is shared: the cache's lists and the
+ * spans' in-use bitmaps are this thread's alone.
  *
- * A thread's cache is handed back when the thread exits (a pthread key
- * destructor) or on neap_thread_flush(). Locking: the registry mutex guards
- * the list of caches and the retired totals.
+ * Statistics never touch the fast paths: each slot counts the objects it
+ * handed out a window at a time, and live objects are read from the spans
+ * themselves (neap__cache_totals). A thread's cache is handed back when
+ * the thread exits (a pthread key destructor) or on neap_thread_flush().
+ * Locking: the registry mutex guards the list of caches and the totals of
+ * caches that have gone.
  */
 #include <pthread.h>
 #include <string.h>

@@ -4,11 +4,11 @@
  * arena 64 MiB, span, size class, page index).
  *
  * Allocation, from the top of the cache hierarchy down:
- *   1. Sizes up to 32 KiB round up to one of ~68 size classes
- *      (sizeclass.h). The thread's cache (cache.c) holds one span per
+ *   1. Sizes up to 32 KiB round up to one of 68 size classes
+ *      (sizeclass.h). The thread's cache (cache.c) has a current span per
  *      class and a 64-object window of it: take the lowest free bit, mark
  *      the object in use, return base + i*size. No lock, no atomic
- *      read-modify-write. This is all that happens on most calls.
+ *      read-modify-write, no counter. This is all most calls do.
  *   2. Window empty: move to the next bitmap word of the span with a free
  *      object; at the span's end merge other threads' frees and wrap.
  *   3. Span full: park it, and make current one of the spans this thread
