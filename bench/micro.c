@@ -177,6 +177,18 @@ struct timing {
 
 /* ---- mixed ---------------------------------------------------------- */
 
+
+/* Allocates slot i anew and stamps the block. */
+static void place(unsigned char **ptr, uint16_t *len, size_t i, size_t size)
+{
+    unsigned char *p = bench_malloc(size);
+    if (p == NULL)
+        die_oom(size);
+    stamp(p, size, tag_of(i + size));
+    ptr[i] = p;
+    len[i] = (uint16_t)size;
+}
+
 static struct timing run_mixed(uint64_t ops, size_t slots)
 {
     /* The table itself comes from libc in both builds: it is setup, not
@@ -187,15 +199,8 @@ static struct timing run_mixed(uint64_t ops, size_t slots)
         die_oom(slots * sizeof *ptr);
 
     uint64_t rng = seed;
-    for (size_t i = 0; i < slots; i++) {
-        size_t size = pick_size(splitmix64(&rng));
-        unsigned char *p = bench_malloc(size);
-        if (p == NULL)
-            die_oom(size);
-        stamp(p, size, tag_of(i + size));
-        ptr[i] = p;
-        len[i] = (uint16_t)size;
-    }
+    for (size_t i = 0; i < slots; i++)
+        place(ptr, len, i, pick_size(splitmix64(&rng)));
 
     double c0 = cpu_seconds();
     double t0 = now_seconds();
@@ -208,13 +213,7 @@ static struct timing run_mixed(uint64_t ops, size_t slots)
             check("mixed", old, len[i], tag_of(i + len[i]));
             bench_free(old);
         }
-        size_t size = pick_size(r);
-        unsigned char *p = bench_malloc(size);
-        if (p == NULL)
-            die_oom(size);
-        stamp(p, size, tag_of(i + size));
-        ptr[i] = p;
-        len[i] = (uint16_t)size;
+        place(ptr, len, i, pick_size(r));
     }
     double t1 = now_seconds();
     double c1 = cpu_seconds();
