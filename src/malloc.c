@@ -285,8 +285,9 @@ void neap_free(void *p) {
   _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
   uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
 #if NEAP_FREE_CHECKS
-  /* The start of an object, allocated, not already freed by another thread. */
-  if (NEAP_UNLIKELY(base + (uintptr_t)idx * s->elemsize != a || !(u & bit) ||
+  /* The start of an object (not the tail past the last one, whose bits
+   * are kept set), allocated, not already freed by another thread. */
+  if (NEAP_UNLIKELY(base + (uintptr_t)idx * s->elemsize != a || idx >= s->nelems || !(u & bit) ||
                     (NEAP_LOAD(&word[s->nwords]) & bit)))
     free_invalid(p);
 #endif

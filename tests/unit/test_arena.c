@@ -134,12 +134,33 @@ static void test_large_free_returns_pages_at_once(void) {
   CHECK_EQ(c.pages_free - a.pages_free, c.pages_grown - a.pages_grown);
 }
 
+/* A pointer into the tail a span leaves after its last object, even one
+ * that falls on an object boundary, is not an object: freeing it must
+ * abort, not free a padding slot that would later be handed out past the
+ * span's end. */
+static void free_tail_pointer(void *arg) {
+  (void)arg;
+  void *keep = neap_malloc(48); /* class 48: 170 objects in one 8 KiB page, 32 bytes of tail */
+  neap_span *s = neap__span_of((uintptr_t)keep);
+  neap_free((void *)(s->base + (uintptr_t)s->nelems * s->elemsize));
+}
+
+static void test_tail_pointer_aborts(void) {
+  void *p = neap_malloc(48);
+  neap_span *s = neap__span_of((uintptr_t)p);
+  CHECK(s != NULL && s->elemsize == 48 && (uintptr_t)s->nelems * 48 < neap__span_bytes(s));
+  CHECK_PTR_EQ(neap__object_start((void *)(s->base + (uintptr_t)s->nelems * s->elemsize)), NULL);
+  CHECK_ABORTS(free_tail_pointer, NULL, "neap: free of an interior pointer");
+  neap_free(p);
+}
+
 int main(void) {
   RUN(test_every_pointer_maps_to_its_object);
   RUN(test_foreign_pointers_map_to_none);
   RUN(test_arenas_are_aligned_and_placed);
   RUN(test_empty_spans_serve_other_classes);
   RUN(test_large_free_returns_pages_at_once);
+  RUN(test_tail_pointer_aborts);
   CHECK_EQ(neap__heap_live_bytes(), 0);
   return TEST_DONE();
 }
