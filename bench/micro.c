@@ -179,7 +179,7 @@ struct timing {
 
 
 /* Allocates slot i anew and stamps the block. */
-static void place(unsigned char **ptr, uint16_t *len, size_t i, size_t size)
+static inline __attribute__((always_inline)) void place(unsigned char **ptr, uint16_t *len, size_t i, size_t size)
 {
     unsigned char *p = bench_malloc(size);
     if (p == NULL)

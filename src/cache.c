@@ -39,6 +39,7 @@
  * Locking: the registry mutex guards the list of caches and the totals of
  * caches that have gone.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -242,7 +243,10 @@ void *neap__cache_refill(neap_cache *c, unsigned cls) {
     s->live -= neap__span_merge_remote(s);
   } else {
     s = neap__central_cache_span(cls, c);
-    if (s == NULL) return NULL;
+    if (s == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
     s->live = neap__span_live(s);
   }
   make_current(slot, s);

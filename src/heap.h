@@ -66,7 +66,7 @@ NEAP_INLINE neap_cache *neap__cache_mine(void) {
   return c == &neap__empty_cache ? NULL : c;
 }
 neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM */
-void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL */
+void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 void neap__cache_free_remote(neap_span *s, uintptr_t p);
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);

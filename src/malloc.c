@@ -121,7 +121,7 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
     p = (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
   } else {
     p = neap__cache_refill(c, cls);
-    if (p == NULL) goto oom;
+    if (p == NULL) return NULL; /* errno is ENOMEM */
   }
   if (zero && slot->span->needzero) memset(p, 0, neap__class_size[cls]);
   return p;
@@ -184,6 +184,8 @@ void *neap_malloc(size_t size) {
       NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
       return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
     }
+    neap_cache *c = neap__tls_cache;
+    if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, cls); /* a tail call */
     return alloc_small_slow(cls, false);
   }
   return alloc_large(size, 0, false);

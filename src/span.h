@@ -114,9 +114,10 @@ NEAP_INLINE unsigned neap__span_next_free_word(neap_span *s, unsigned from) {
 #define NEAP_ARENA_L2_BITS (NEAP_ADDR_BITS - NEAP_ARENA_SHIFT - NEAP_ARENA_L1_BITS) /* 12 */
 
 typedef struct neap_arena {
+  _Atomic(neap_span *) spans[NEAP_ARENA_PAGES]; /* page -> span of a live span, else NULL;
+                                                   first, so the free path indexes it directly */
   uintptr_t base;       /* 64 MiB-aligned */
   uint64_t first_page;  /* page index of base */
-  _Atomic(neap_span *) spans[NEAP_ARENA_PAGES]; /* page -> span of a live span, else NULL */
 } neap_arena;
 
 extern _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
