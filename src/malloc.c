@@ -282,14 +282,17 @@ void neap_free(void *p) {
     return;
   }
   /* This thread's cache owns the span: a small object, ours alone. */
-  uintptr_t base = s->base;
-  unsigned idx = (unsigned)(((a - base) * s->divmul) >> 32);
+  uint32_t divmul = s->divmul;
+  uint64_t prod = (a - s->base) * divmul;
+  unsigned idx = (unsigned)(prod >> 32);
   _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
   uint64_t bit = 1ull << (idx & 63), u = NEAP_LOAD(word);
 #if NEAP_FREE_CHECKS
-  /* The start of an object (not the tail past the last one, whose bits
-   * are kept set), allocated, not already freed by another thread. */
-  if (NEAP_UNLIKELY(base + (uintptr_t)idx * s->elemsize != a || idx >= s->nelems || !(u & bit) ||
+  /* The start of an object (the low half of the product is below divmul
+   * exactly at object starts: test_sizeclass checks every offset), not the
+   * tail past the last object (whose bits are kept set), allocated, and
+   * not already freed by another thread. */
+  if (NEAP_UNLIKELY((uint32_t)prod >= divmul || idx >= s->nelems || !(u & bit) ||
                     (NEAP_LOAD(&word[s->nwords]) & bit)))
     free_invalid(p);
 #endif

@@ -111,7 +111,10 @@ static void test_spans(void)
   CHECK_EQ(NEAP_CLASS_MAX_OBJECTS, max_objects);
 }
 
-/* Every byte offset of every span maps to its object's index. */
+/* Every byte offset of every span maps to its object's index, and the low
+ * half of the same product tells object starts from everything else: it is
+ * below divmul exactly when the offset is a multiple of the size (the free
+ * fast path checks pointers with it, so it must hold everywhere). */
 static void test_divmul(void)
 {
   for (unsigned c = 1; c <= NSMALL; c++) {
@@ -120,9 +123,12 @@ static void test_divmul(void)
     size_t bad = 0;
     for (size_t off = 0; off < span; off++) {
       unsigned want = (unsigned)(off / s);
-      unsigned raw = (unsigned)(((uint64_t)off * neap__class_divmul[c]) >> 32);
-      if ((raw != want || neap__class_object_index(c, off) != want) && bad++ == 0)
-        fprintf(stderr, "  class %u (%u bytes): offset %zu gives %u, not %u\n", c, s, off, raw, want);
+      uint64_t prod = (uint64_t)off * neap__class_divmul[c];
+      unsigned raw = (unsigned)(prod >> 32);
+      int start = (uint32_t)prod < neap__class_divmul[c];
+      if ((raw != want || neap__class_object_index(c, off) != want || start != (off % s == 0)) && bad++ == 0)
+        fprintf(stderr, "  class %u (%u bytes): offset %zu gives %u (start %d), not %u\n", c, s, off, raw,
+                start, want);
     }
     if (!CHECK_EQ(bad, 0))
       fprintf(stderr, "  class %u: %zu offsets wrong\n", c, bad);
