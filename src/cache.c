@@ -211,21 +211,45 @@ static void make_current(neap_slot *slot, neap_span *s) {
   load_window(slot, s, w);
 }
 
+/* Hand out the lowest free object of the slot's (non-empty) window. */
+NEAP_INLINE void *take(neap_slot *slot, const neap_span *s) {
+  uint64_t b = NEAP_LOAD(&slot->bits);
+  unsigned i = (unsigned)__builtin_ctzll(b);
+  NEAP_STORE(&slot->bits, b & (b - 1));
+  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+  return (void *)(slot->base + (uintptr_t)i * s->elemsize);
+}
+
+static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls);
+
+/* The window is empty. Mostly the next word of the same span has room:
+ * that case stays small enough to need no saved registers; the rest
+ * (end of span, another span) is a tail call. */
 void *neap__cache_refill(neap_cache *c, unsigned cls) {
   neap_slot *slot = &c->slot[cls];
   neap_span *s = slot->span;
-  if (s != NULL) {
+  if (NEAP_LIKELY(s != NULL)) {
     unsigned w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
-    if (w == s->nwords) {
-      /* End of the span: take in other threads' frees and start over. */
-      if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
-      s->live -= neap__span_merge_remote(s);
-      w = neap__span_next_free_word(s, 0);
-      if (w < s->nwords) s->needzero = 1;
-    }
     if (w < s->nwords) {
       load_window(slot, s, w);
-      goto take;
+      return take(slot, s);
+    }
+  }
+  return refill_slow(c, cls);
+}
+
+static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
+  neap_slot *slot = &c->slot[cls];
+  neap_span *s = slot->span;
+  if (s != NULL) {
+    /* End of the span: take in other threads' frees and start over. */
+    if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
+    s->live -= neap__span_merge_remote(s);
+    unsigned w = neap__span_next_free_word(s, 0);
+    if (w < s->nwords) {
+      s->needzero = 1; /* objects on the second pass may have been used */
+      load_window(slot, s, w);
+      return take(slot, s);
     }
     /* Full: park it until a free makes room. */
     slot->span = NULL;
@@ -250,12 +274,7 @@ void *neap__cache_refill(neap_cache *c, unsigned cls) {
     s->live = neap__span_live(s);
   }
   make_current(slot, s);
-take:;
-  uint64_t b = NEAP_LOAD(&slot->bits);
-  unsigned i = (unsigned)__builtin_ctzll(b);
-  NEAP_STORE(&slot->bits, b & (b - 1));
-  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-  return (void *)(slot->base + (uintptr_t)i * s->elemsize);
+  return take(slot, s);
 }
 
 void neap__cache_free_remote(neap_span *s, uintptr_t p) {
