@@ -60,6 +60,10 @@ static uint64_t retired_nmalloc[NEAP_NUM_CLASSES];
 static uint64_t retired_large_nmalloc, retired_large_nfree, retired_large_bytes_alloc, retired_large_bytes_free;
 
 static void cache_destroy(void *arg);
+/* Set once this thread's cache has been destroyed at exit: a later
+ * allocation (another key's destructor) must not make a cache nothing
+ * would destroy. */
+static __thread bool tls_exiting __attribute__((tls_model("initial-exec")));
 
 static void ensure_key(void) {
   if (atomic_load_explicit(&key_state, memory_order_acquire) == 2) return;
@@ -72,16 +76,40 @@ static void ensure_key(void) {
   pthread_mutex_unlock(&reg_lock);
 }
 
-neap_cache *neap__cache_get_slow(void) {
-  neap_cache *c = neap__cache_mine();
-  if (c != NULL) return c;
-  c = neap__pool_alloc(&cache_pool);
+static neap_cache *cache_new(void) {
+  neap_cache *c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
   pthread_mutex_lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
   registry = c;
   pthread_mutex_unlock(&reg_lock);
+  return c;
+}
+
+static void cache_retire(neap_cache *c);
+
+void *neap__cache_alloc_exiting(unsigned cls, bool zero) {
+  neap_cache *c = cache_new();
+  if (c == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = neap__cache_refill(c, cls);
+  if (p != NULL && zero && c->slot[cls].span->needzero) memset(p, 0, neap__class_size[cls]);
+  neap__cache_flush(c);
+  cache_retire(c);
+  return p;
+}
+
+bool neap__cache_exiting(void) { return tls_exiting; }
+
+neap_cache *neap__cache_get_slow(void) {
+  neap_cache *c = neap__cache_mine();
+  if (c != NULL) return c;
+  if (tls_exiting) return NULL;
+  c = cache_new();
+  if (c == NULL) return NULL;
   /* Publish before pthread_setspecific: with many keys in use glibc may
    * allocate there, and that malloc must find this cache, not recurse. */
   neap__tls_cache = c;
@@ -105,7 +133,7 @@ static void own_remove(neap_cache *c, neap_span *s) {
   s->list = NEAP_LIST_NONE;
 }
 
-/* A full span goes back on the partial list only once an eighth of it is
+/* A full span goes back on the partial list only once a quarter of it is
  * free (at least one object): taking a span for one or two objects costs
  * more than the objects are worth, and spans with a little room fill up
  * anyway as their neighbours' objects die. Every other span takes the slow
@@ -175,6 +203,11 @@ static void drain_inbox(neap_cache *c) {
      * notifies again. */
     atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
     s->live -= neap__span_merge_remote(s);
+    if (atomic_load(&s->rword) & NEAP_RW_COUNT_MASK) {
+      /* A free announced before we cleared NOTIFIED (so it will not
+       * notify) had not set its bit when we merged: look again later. */
+      if (!(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED)) neap__central_notify(s);
+    }
     if (s->list != NEAP_LIST_CURRENT) refile(c, s);
     s = next;
   }
@@ -321,6 +354,12 @@ static void cache_destroy(void *arg) {
   neap_cache *c = arg;
   neap__cache_flush(c);
   neap__tls_cache = &neap__empty_cache;
+  tls_exiting = true;
+  cache_retire(c);
+}
+
+/* Folds a flushed cache's totals into the retired ones and frees it. */
+static void cache_retire(neap_cache *c) {
   pthread_mutex_lock(&reg_lock);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc);
   retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
@@ -337,6 +376,15 @@ static void cache_destroy(void *arg) {
 void neap_thread_flush(void) {
   neap_cache *c = neap__cache_mine();
   if (c != NULL) neap__cache_flush(c);
+}
+
+void neap__cache_count_large_cacheless(int64_t objects, int64_t bytes) {
+  pthread_mutex_lock(&reg_lock);
+  if (objects > 0) retired_large_nmalloc += (uint64_t)objects;
+  if (objects < 0) retired_large_nfree += (uint64_t)-objects;
+  if (bytes > 0) retired_large_bytes_alloc += (uint64_t)bytes;
+  if (bytes < 0) retired_large_bytes_free += (uint64_t)-bytes;
+  pthread_mutex_unlock(&reg_lock);
 }
 
 void neap__cache_totals(neap_alloc_totals *out) {

@@ -251,7 +251,9 @@ void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]) {
       if (s == NULL || s->first_page != pg) continue;
       if (s->sizeclass != 0) {
         uint64_t announced = atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK;
-        live[s->sizeclass] += neap__span_live(s) - announced;
+        uint64_t inuse = neap__span_live(s);
+        /* Mid-merge, bits can be cleared before the count drops. */
+        live[s->sizeclass] += inuse > announced ? inuse - announced : 0;
       }
       pg += s->npages - 1;
     }

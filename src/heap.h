@@ -65,7 +65,14 @@ NEAP_INLINE neap_cache *neap__cache_mine(void) {
   neap_cache *c = neap__tls_cache;
   return c == &neap__empty_cache ? NULL : c;
 }
-neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM */
+neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM or when exiting */
+/* For a thread whose cache was destroyed at exit (its last pthread key
+ * destructors may still allocate): one object through a cache that is
+ * made, used and given back at once. */
+bool neap__cache_exiting(void);
+void *neap__cache_alloc_exiting(unsigned cls, bool zero);
+/* Large-object counts of a thread with no cache (objects, bytes: + alloc, - free). */
+void neap__cache_count_large_cacheless(int64_t objects, int64_t bytes);
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 void neap__cache_free_remote(neap_span *s, uintptr_t p);

@@ -110,7 +110,10 @@ static unsigned class_for_align(size_t size, size_t align) {
 
 static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   neap_cache *c = neap__cache_mine();
-  if (c == NULL && (c = neap__cache_get_slow()) == NULL) goto oom;
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
+    if (neap__cache_exiting()) return neap__cache_alloc_exiting(cls, zero);
+    goto oom;
+  }
   neap_slot *slot = &c->slot[cls];
   void *p;
   uint64_t b = NEAP_LOAD(&slot->bits);
@@ -133,7 +136,10 @@ oom:
 static void count_large(bool alloc, size_t bytes) {
   neap_cache *c = neap__cache_mine();
   if (c == NULL) c = neap__cache_get_slow();
-  if (c == NULL) return; /* accounted nowhere only if metadata is exhausted */
+  if (c == NULL) {
+    neap__cache_count_large_cacheless(alloc ? 1 : -1, alloc ? (int64_t)bytes : -(int64_t)bytes);
+    return;
+  }
   if (alloc) {
     NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + 1);
     NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
@@ -145,7 +151,10 @@ static void count_large(bool alloc, size_t bytes) {
 
 static void count_large_resize(size_t old_bytes, size_t new_bytes) {
   neap_cache *c = neap__cache_mine();
-  if (c == NULL && (c = neap__cache_get_slow()) == NULL) return;
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
+    neap__cache_count_large_cacheless(0, (int64_t)new_bytes - (int64_t)old_bytes);
+    return;
+  }
   if (new_bytes > old_bytes)
     NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + (new_bytes - old_bytes));
   else
@@ -314,6 +323,7 @@ size_t neap_usable_size(const void *p) {
 static void check_size(const void *p, size_t size) {
   neap_span *s = checked_span(p);
   size_t usable = s->sizeclass ? s->elemsize : neap__span_bytes(s);
+  if (size == 0) size = 1; /* a zero-size block still has its first page */
   bool ok = size <= usable && (s->sizeclass != 0 || usable - size < NEAP_PAGE_SIZE);
   if (NEAP_UNLIKELY(!ok)) neap__fatal("free with the wrong size", p);
 }

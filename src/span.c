@@ -26,7 +26,11 @@
 
 /* One pool per bitmap width: span structs of width w can be reused for any
  * class of the same width, and large spans take width 0. */
-static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1];
+#define SPAN_POOL(w) {.size = sizeof(neap_span) + 2 * (w) * sizeof(uint64_t)}
+static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1] = {
+    SPAN_POOL(0), SPAN_POOL(1), SPAN_POOL(2), SPAN_POOL(3), SPAN_POOL(4),
+    SPAN_POOL(5), SPAN_POOL(6), SPAN_POOL(7), SPAN_POOL(8)};
+_Static_assert(NEAP_SPAN_MAX_WORDS == 8, "one SPAN_POOL per bitmap width");
 
 static unsigned words_for_class(unsigned cls) {
   return cls == 0 ? 0 : ((unsigned)neap__class_objects[cls] + 63u) / 64u;
@@ -34,10 +38,7 @@ static unsigned words_for_class(unsigned cls) {
 
 neap_span *neap__span_new(unsigned sizeclass) {
   unsigned w = words_for_class(sizeclass);
-  neap_pool *pool = &span_pools[w];
-  if (pool->size == 0) /* racy but idempotent: every writer stores the same value */
-    __atomic_store_n(&pool->size, sizeof(neap_span) + 2 * w * sizeof(uint64_t), __ATOMIC_RELAXED);
-  neap_span *s = neap__pool_alloc(pool);
+  neap_span *s = neap__pool_alloc(&span_pools[w]);
   if (s != NULL) s->nwords = (uint8_t)w;
   return s;
 }
