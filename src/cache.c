@@ -30,7 +30,11 @@
  * for parked spans the freer notifies the span's central, whose next drain
  * forwards the span to its owner's inbox, which the owner drains when it
  * needs room. Nothing but the inbox is shared: the cache's lists and the
- * spans' in-use bitmaps are this thread's alone.
+ * spans' in-use bitmaps are this thread's alone. The price: objects other
+ * threads free into the spans of a thread that has gone quiet (blocked,
+ * never allocating again) wait in its inbox until it next allocates or
+ * exits, as with mimalloc's thread heaps; no one else may write those
+ * bitmaps without the owner's cooperation.
  *
  * Statistics never touch the fast paths: each slot counts the objects it
  * handed out a window at a time, and live objects are read from the spans
