@@ -250,11 +250,7 @@ static void make_current(neap_slot *slot, neap_span *s) {
 
 /* Hand out the lowest free object of the slot's (non-empty) window. */
 NEAP_INLINE void *take(neap_slot *slot, const neap_span *s) {
-  uint64_t b = NEAP_LOAD(&slot->bits);
-  unsigned i = (unsigned)__builtin_ctzll(b);
-  NEAP_STORE(&slot->bits, b & (b - 1));
-  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-  return (void *)(slot->base + (uintptr_t)i * s->elemsize);
+  return neap__slot_take(slot, NEAP_LOAD(&slot->bits), s->elemsize);
 }
 
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls);

@@ -49,7 +49,7 @@ static struct {
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
 } heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-uintptr_t neap__heap_page_addr(uint64_t page) {
+static uintptr_t page_addr(uint64_t page) {
   neap_arena *a = heap.arenas[page / NEAP_ARENA_PAGES];
   return a->base + ((uintptr_t)(page % NEAP_ARENA_PAGES) << NEAP_PAGE_SHIFT);
 }
@@ -107,9 +107,9 @@ static int grow_locked(uint64_t npages) {
   int err = 0;
   while (done < start + n) {
     uint64_t run = done;
-    uintptr_t addr = neap__heap_page_addr(run);
+    uintptr_t addr = page_addr(run);
     uint64_t stop = done + NEAP_CHUNK_PAGES;
-    while (stop < start + n && neap__heap_page_addr(stop) == addr + ((stop - run) << NEAP_PAGE_SHIFT))
+    while (stop < start + n && page_addr(stop) == addr + ((stop - run) << NEAP_PAGE_SHIFT))
       stop += NEAP_CHUNK_PAGES;
     err = neap__os_commit((void *)addr, (size_t)(stop - run) << NEAP_PAGE_SHIFT);
     if (err != 0) break;
@@ -156,7 +156,7 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
     neap__span_delete(s);
     return NULL;
   }
-  neap__span_init_small(s, cls, neap__heap_page_addr(first), first, nscav == npages);
+  neap__span_init_small(s, cls, page_addr(first), first, nscav == npages);
   atomic_store_explicit(&s->state, NEAP_SPAN_SMALL, memory_order_relaxed);
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
@@ -183,7 +183,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   if (extra != 0) {
     /* Keep the aligned part; give the head and tail back. Untouched pages
      * go back marked as still fresh. */
-    uintptr_t base = neap__heap_page_addr(first);
+    uintptr_t base = page_addr(first);
     uint64_t head = (neap__align_up(base, align) - base) >> NEAP_PAGE_SHIFT, tail = extra - head;
     if (head != 0) {
       neap__pa_free(&heap.pa, first, head);
@@ -195,7 +195,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
     }
     first += head;
   }
-  s->base = neap__heap_page_addr(first);
+  s->base = page_addr(first);
   s->first_page = first;
   s->npages = (uint32_t)npages;
   s->sizeclass = 0;

@@ -33,7 +33,6 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed);
 void neap__heap_free_span(neap_span *s);  /* small or large; takes the heap lock */
 /* Large span in place: shrink to / try to grow to npages; true on success. */
 bool neap__heap_resize_large(neap_span *s, size_t npages);
-uintptr_t neap__heap_page_addr(uint64_t page);
 /* Heap-wide page counts for statistics and tests. */
 typedef struct neap_heap_stats {
   uint64_t pages_grown, pages_free, pages_scavenged, pages_inuse;
@@ -89,8 +88,5 @@ typedef struct neap_alloc_totals {
  * live objects counted in the spans themselves, frees = mallocs - live.
  * Exact when no thread is allocating; a close estimate otherwise. */
 void neap__cache_totals(neap_alloc_totals *out);
-
-/* --- malloc.c */
-void *neap__malloc_slow(size_t size, size_t align, bool zero);
 
 #endif

@@ -95,7 +95,6 @@ __attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, con
 
 /* --- small helpers */
 NEAP_INLINE uintptr_t neap__align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
-NEAP_INLINE uintptr_t neap__align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
 NEAP_INLINE bool neap__is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 /* --- test hooks (tests link libneap.a and may call these) */

@@ -118,10 +118,7 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   void *p;
   uint64_t b = NEAP_LOAD(&slot->bits);
   if (b != 0) {
-    unsigned i = (unsigned)__builtin_ctzll(b);
-    NEAP_STORE(&slot->bits, b & (b - 1));
-    NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-    p = (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
+    p = neap__slot_take(slot, b, neap__class_size[cls]);
   } else {
     p = neap__cache_refill(c, cls);
     if (p == NULL) return NULL; /* errno is ENOMEM */
@@ -173,7 +170,8 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   return (void *)s->base;
 }
 
-void *neap__malloc_slow(size_t size, size_t align, bool zero) {
+/* For aligned_alloc and posix_memalign: any size, any power-of-two alignment. */
+static void *malloc_aligned(size_t size, size_t align, bool zero) {
   if (align <= NEAP_ALIGN) {
     if (size <= NEAP_SMALL_MAX) return alloc_small_slow(neap__size_class(size), zero);
   } else if (align <= NEAP_PAGE_SIZE && size <= NEAP_SMALL_MAX) {
@@ -187,12 +185,7 @@ void *neap_malloc(size_t size) {
     unsigned cls = neap__size_class(size);
     neap_slot *slot = &neap__tls_cache->slot[cls];
     uint64_t b = NEAP_LOAD(&slot->bits);
-    if (NEAP_LIKELY(b != 0)) {
-      unsigned i = (unsigned)__builtin_ctzll(b);
-      NEAP_STORE(&slot->bits, b & (b - 1));
-      NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-      return (void *)(slot->base + (uintptr_t)i * neap__class_size[cls]);
-    }
+    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b, neap__class_size[cls]);
     neap_cache *c = neap__tls_cache;
     if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, cls); /* a tail call */
     return alloc_small_slow(cls, false);
@@ -215,13 +208,13 @@ void *neap_aligned_alloc(size_t alignment, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return neap__malloc_slow(size, alignment, false);
+  return malloc_aligned(size, alignment, false);
 }
 
 int neap_posix_memalign(void **out, size_t alignment, size_t size) {
   if (alignment < sizeof(void *) || !neap__is_pow2(alignment)) return EINVAL;
   int saved = errno;
-  void *p = neap__malloc_slow(size, alignment, false);
+  void *p = malloc_aligned(size, alignment, false);
   errno = saved;
   if (p == NULL) return ENOMEM;
   *out = p;

@@ -181,6 +181,16 @@ typedef struct neap_slot {
   _Atomic uint64_t nmalloc;
 } neap_slot;
 
+/* Hands out the lowest free object of a slot's window: b is the window's
+ * bits (non-zero), size the class's object size. The whole of the
+ * allocation fast path, shared by malloc.c and cache.c. */
+NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b, size_t size) {
+  unsigned i = (unsigned)__builtin_ctzll(b);
+  NEAP_STORE(&slot->bits, b & (b - 1));
+  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+  return (void *)(slot->base + (uintptr_t)i * size);
+}
+
 struct neap_cache {
   neap_slot slot[NEAP_NUM_CLASSES];
   /* The other spans this cache owns, per class: with free objects, and
