@@ -411,10 +411,17 @@ void neap__cache_totals(neap_alloc_totals *out) {
     out->bytes_alloc += m * sz;
     out->bytes_live += l * sz;
   }
+  out->large_nlive = lm - lf;
+  out->large_bytes_live = lba - lbf;
   out->nmalloc += lm;
   out->nlive += lm - lf;
   out->bytes_alloc += lba;
   out->bytes_live += lba - lbf;
   out->nfree = out->nmalloc - out->nlive;
   out->bytes_free = out->bytes_alloc - out->bytes_live;
+}
+
+void neap__cache_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&reg_lock);
+  else pthread_mutex_unlock(&reg_lock);
 }

@@ -212,3 +212,10 @@ size_t neap__central_reclaim(void) {
   }
   return freed;
 }
+
+void neap__central_fork(neap_fork_phase phase) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&centrals[cls].lock);
+    else pthread_mutex_unlock(&centrals[cls].lock);
+  }
+}

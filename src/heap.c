@@ -240,6 +240,39 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   return ok;
 }
 
+size_t neap__heap_release(void) {
+  size_t bytes = 0;
+  uint64_t below = UINT64_MAX;
+  for (;;) {
+    /* Take the run out of the page allocator, so that nothing allocates it
+     * while its pages go back, and return it without holding the lock. */
+    pthread_mutex_lock(&heap.lock);
+    uint64_t n = 0, base = NEAP_PA_FAIL;
+    if (heap.inited) {
+      if (below > heap.grown) below = heap.grown;
+      base = neap__pa_find_unscavenged(&heap.pa, below, NEAP_CHUNK_PAGES, &n);
+    }
+    if (base != NEAP_PA_FAIL && !neap__pa_alloc_at(&heap.pa, base, n, NULL)) base = NEAP_PA_FAIL;
+    pthread_mutex_unlock(&heap.lock);
+    if (base == NEAP_PA_FAIL) break;
+    /* A run never straddles arenas that are apart in memory (the fence),
+     * so it is one address range. */
+    bool ok = neap__os_return((void *)page_addr(base), (size_t)n << NEAP_PAGE_SHIFT, true) == 0;
+    pthread_mutex_lock(&heap.lock);
+    neap__pa_free(&heap.pa, base, n);
+    if (ok) neap__pa_mark_scavenged(&heap.pa, base, n);
+    pthread_mutex_unlock(&heap.lock);
+    if (ok) bytes += (size_t)n << NEAP_PAGE_SHIFT;
+    below = base;
+  }
+  return bytes;
+}
+
+void neap__heap_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&heap.lock);
+  else pthread_mutex_unlock(&heap.lock);
+}
+
 void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]) {
   pthread_mutex_lock(&heap.lock);
   for (size_t k = 0; k < heap.narenas; k++) {

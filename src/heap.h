@@ -8,6 +8,12 @@
 
 #include "span.h"
 
+/* fork: each layer with a lock takes it before fork (PREPARE) and lets it
+ * go in the parent and the child afterwards (init.c registers the
+ * handlers; the order is the lock order: cache registry, centrals, heap,
+ * meta). */
+typedef enum { NEAP_FORK_PREPARE, NEAP_FORK_PARENT, NEAP_FORK_CHILD } neap_fork_phase;
+
 /* --- meta.c: off-heap metadata (never next to user data) */
 typedef struct neap_pool {
   size_t size;   /* object size, a multiple of 16 */
@@ -21,6 +27,7 @@ typedef struct neap_meta_stats {
   size_t mapped, inuse;
 } neap_meta_stats;
 void neap__meta_stats(neap_meta_stats *out);
+void neap__meta_fork(neap_fork_phase phase);
 
 /* --- heap.c: the page heap */
 /* A span of npages for size class cls (>0) with its pages set in the
@@ -33,6 +40,11 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed);
 void neap__heap_free_span(neap_span *s);  /* small or large; takes the heap lock */
 /* Large span in place: shrink to / try to grow to npages; true on success. */
 bool neap__heap_resize_large(neap_span *s, size_t npages);
+/* Returns every free page not yet returned to the OS (MADV_DONTNEED) and
+ * records it in the page allocator's scavenged bitmap; the bytes returned.
+ * Takes and drops the heap lock run by run: allocation goes on meanwhile. */
+size_t neap__heap_release(void);
+void neap__heap_fork(neap_fork_phase phase);
 /* Heap-wide page counts for statistics and tests. */
 typedef struct neap_heap_stats {
   uint64_t pages_grown, pages_free, pages_scavenged, pages_inuse;
@@ -52,6 +64,7 @@ void neap__central_drain(unsigned cls); /* forwards or settles notified spans */
  * returns the number of pages freed. Takes central locks: call it with no
  * heap lock held. */
 size_t neap__central_reclaim(void);
+void neap__central_fork(neap_fork_phase phase);
 
 /* --- cache.c: per thread */
 /* This thread's cache. Never NULL: a thread without a cache of its own
@@ -74,6 +87,12 @@ void *neap__cache_alloc_exiting(unsigned cls, bool zero);
 void neap__cache_count_large_cacheless(int64_t objects, int64_t bytes);
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
+/* In the child, the caches of the parent's other threads are abandoned:
+ * such a thread may have been halfway through changing its cache when
+ * fork copied it, so nothing may walk those caches again. Their spans stay
+ * theirs (the child's frees into them take the remote path and are not
+ * reused), and their counts stay in the statistics. */
+void neap__cache_fork(neap_fork_phase phase);
 void neap__cache_free_remote(neap_span *s, uintptr_t p);
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* A local free made s empty, or freed into a full span: re-file it. */
@@ -81,6 +100,7 @@ void neap__cache_free_local_slow(neap_cache *c, neap_span *s);
 typedef struct neap_alloc_totals {
   uint64_t nmalloc, nfree, nlive;              /* objects, small and large */
   uint64_t bytes_alloc, bytes_free, bytes_live;
+  uint64_t large_nlive, large_bytes_live;      /* the large objects among them */
   uint64_t class_nmalloc[NEAP_NUM_CLASSES];    /* small objects by class */
   uint64_t class_nlive[NEAP_NUM_CLASSES];
 } neap_alloc_totals;

@@ -49,6 +49,7 @@
 
 #include "heap.h"
 #include "neap.h"
+#include "options.h"
 #include "os/os.h"
 
 /* --- failure reporting */
@@ -66,7 +67,8 @@ static size_t fmt_hex(char *out, uintptr_t v) {
   return n + 2;
 }
 
-void neap__fatal(const char *msg, const void *ptr) {
+/* "neap: <msg> <ptr>\n" in one write. */
+static void report(const char *msg, const void *ptr) {
   char line[256];
   size_t n = 0, m = strlen(msg);
   if (m > 200) m = 200;
@@ -78,6 +80,10 @@ void neap__fatal(const char *msg, const void *ptr) {
   n += fmt_hex(line + n, (uintptr_t)ptr);
   line[n++] = '\n';
   neap__os_write_err(line, n);
+}
+
+void neap__fatal(const char *msg, const void *ptr) {
+  report(msg, ptr);
   neap__os_abort();
 }
 
@@ -223,13 +229,35 @@ int neap_posix_memalign(void **out, size_t alignment, size_t size) {
 
 /* --- free */
 
-/* The live span whose object starts at p; aborts with a one-line message
- * for anything else. */
-static neap_span *checked_span(const void *ptr) {
+/* Memory outside every neap arena. The drop-in library meets it
+ * legitimately: the dynamic loader allocates with its own minimal malloc
+ * before neap takes over and may free those blocks through ours later. So
+ * the policy (NEAPDEBUG=warnforeign) is to leave such memory alone: 0
+ * ignores it silently, 1 warns once, 2 treats it as misuse and aborts.
+ * Pointers inside neap's arenas are never foreign: anything wrong there is
+ * misuse and aborts. */
+static void foreign(const char *what, const void *ptr) {
+  static _Atomic int warned;
+  neap__options_init();
+  if (neap__opt.warnforeign >= 2) neap__fatal(what, ptr);
+  if (neap__opt.warnforeign == 1 && !atomic_exchange_explicit(&warned, 1, memory_order_relaxed)) {
+    report(what, ptr);
+    static const char more[] = "neap: (ignored; further foreign pointers are ignored silently)\n";
+    neap__os_write_err(more, sizeof more - 1);
+  }
+}
+
+/* The live span whose object starts at p; NULL (after the foreign-pointer
+ * policy) for memory outside neap's heap; aborts with a one-line message
+ * for anything else. `what` names the call for the foreign case. */
+static neap_span *checked_span(const void *ptr, const char *what) {
   uintptr_t p = (uintptr_t)ptr;
   neap_span *s = neap__span_of(p);
   if (NEAP_UNLIKELY(s == NULL)) {
-    if (neap__arena_of(p) == NULL) neap__fatal("free of a pointer neap does not own", ptr);
+    if (neap__arena_of(p) == NULL) {
+      foreign(what, ptr);
+      return NULL;
+    }
     neap__fatal("double free or invalid pointer", ptr);
   }
   uintptr_t off = p - s->base;
@@ -258,7 +286,8 @@ static void free_large(neap_span *s, void *p) {
 
 static NEAP_NOINLINE void free_slow(void *p) {
   if (p == NULL) return;
-  neap_span *s = checked_span(p);
+  neap_span *s = checked_span(p, "free of a pointer neap does not own");
+  if (s == NULL) return;
   if (s->sizeclass == 0) {
     free_large(s, p);
     return;
@@ -270,7 +299,7 @@ static NEAP_NOINLINE void free_slow(void *p) {
 /* Reached only when a check on the fast path failed: checked_span says
  * exactly what was wrong, and aborts. */
 static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
-  checked_span(p);
+  checked_span(p, "free of a pointer neap does not own");
   neap__fatal("double free", p); /* merged remotely meanwhile */
 }
 #endif
@@ -307,7 +336,8 @@ void neap_free(void *p) {
 
 size_t neap_usable_size(const void *p) {
   if (p == NULL) return 0;
-  neap_span *s = checked_span(p);
+  neap_span *s = checked_span(p, "usable size of a pointer neap does not own");
+  if (s == NULL) return 0;
   return s->sizeclass ? s->elemsize : neap__span_bytes(s);
 }
 
@@ -316,24 +346,25 @@ size_t neap_usable_size(const void *p) {
  * (a large block is always exactly the pages its size needs; realloc keeps
  * it so). A small block cannot tell a smaller size from one realloc shrank
  * in place, so only the upper bound is checked there. */
-static void check_size(const void *p, size_t size) {
-  neap_span *s = checked_span(p);
+static bool check_size(const void *p, size_t size) {
+  neap_span *s = checked_span(p, "free of a pointer neap does not own");
+  if (s == NULL) return false;
   size_t usable = s->sizeclass ? s->elemsize : neap__span_bytes(s);
   if (size == 0) size = 1; /* a zero-size block still has its first page */
   bool ok = size <= usable && (s->sizeclass != 0 || usable - size < NEAP_PAGE_SIZE);
   if (NEAP_UNLIKELY(!ok)) neap__fatal("free with the wrong size", p);
+  return true;
 }
 
 void neap_free_sized(void *p, size_t size) {
-  if (p == NULL) return;
-  check_size(p, size);
+  if (p == NULL || !check_size(p, size)) return;
   neap_free(p);
 }
 
 void neap_free_aligned_sized(void *p, size_t alignment, size_t size) {
   if (p == NULL) return;
   if (!neap__is_pow2(alignment)) neap__fatal("free with an alignment that is not a power of two", p);
-  check_size(p, size);
+  if (!check_size(p, size)) return;
   if (((uintptr_t)p & (alignment - 1)) != 0) neap__fatal("free with the wrong alignment", p);
   neap_free(p);
 }
@@ -346,7 +377,11 @@ void *neap_realloc(void *p, size_t size) {
     neap_free(p);
     return NULL;
   }
-  neap_span *s = checked_span(p);
+  neap_span *s = checked_span(p, "realloc of a pointer neap does not own");
+  if (s == NULL) { /* its size is unknown: fail, leaving it untouched */
+    errno = EINVAL;
+    return NULL;
+  }
   if (NEAP_UNLIKELY(size > NEAP_MAX_ALLOC)) { /* before any page arithmetic can wrap */
     errno = ENOMEM;
     return NULL;

@@ -82,3 +82,8 @@ void neap__meta_stats(neap_meta_stats *out) {
   out->inuse = meta_inuse;
   pthread_mutex_unlock(&meta_lock);
 }
+
+void neap__meta_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&meta_lock);
+  else pthread_mutex_unlock(&meta_lock);
+}

@@ -133,6 +133,17 @@ TEST__FN int test__aborts(void (*fn)(void *), void *arg, const char *needle, con
 #define CHECK_ABORTS(fn, arg, needle) \
   test__aborts(fn, arg, needle, __FILE__, __LINE__, "CHECK_ABORTS(" #fn ", " #arg ")")
 
+/* The process's resident set, in bytes, from /proc/self/statm. */
+TEST__FN size_t test_rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, resident = 0;
+  if (f != NULL) {
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    fclose(f);
+  }
+  return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 /* Runs one test function and reports its own count of failed checks. */
 #define RUN(t)                                                                   \
   do {                                                                           \

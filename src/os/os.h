@@ -60,6 +60,9 @@ uint64_t neap__os_nanotime(void);
  * directly: the first malloc can run before libc is ready for getenv, and
  * getenv may itself take locks. Returns NULL when absent. */
 const char *neap__os_getenv(const char *name);
+/* Whether the environment exists yet (it does not while the dynamic loader
+ * makes its first allocations). */
+bool neap__os_env_ready(void);
 
 /* Write raw bytes to standard error, bypassing stdio (which allocates). */
 void neap__os_write_err(const char *s, size_t n);

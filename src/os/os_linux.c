@@ -133,6 +133,8 @@ const char *neap__os_getenv(const char *name) {
   return NULL;
 }
 
+bool neap__os_env_ready(void) { return environ != NULL; }
+
 void neap__os_write_err(const char *s, size_t n) {
   int saved = errno;
   while (n > 0) {

@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "neap.h"
+#include "options.h"
 #include "os/os.h"
 #include "../test.h"
 
@@ -709,7 +710,6 @@ static void expect_abort(const char *what, void (*fn)(void *), struct misuse *m)
 }
 
 static void test_misuse_aborts(void) {
-  int on_stack = 0;
   unsigned char *small = neap_malloc(64), *large = neap_malloc(MiB);
   void *foreign = FOREIGN_MALLOC(64);
   CHECK(small && large && foreign);
@@ -725,18 +725,12 @@ static void test_misuse_aborts(void) {
   expect_abort("interior free (large+8192)", do_free, &m);
   m = (struct misuse){large + 16, 0, large + 16};
   expect_abort("interior free (large+16)", do_free, &m);
-  m = (struct misuse){&on_stack, 0, &on_stack};
-  expect_abort("free of a stack pointer", do_free, &m);
-  m = (struct misuse){foreign, 0, foreign};
-  expect_abort("free of a glibc pointer", do_free, &m);
-  m = (struct misuse){&a_static, 0, &a_static};
-  expect_abort("free of a static", do_free, &m);
   m = (struct misuse){small, 5000, small};
   expect_abort("free_sized, size too big (small)", do_free_sized, &m);
   m = (struct misuse){large, 4 * MiB, large};
   expect_abort("free_sized, size too big (large)", do_free_sized, &m);
-  m = (struct misuse){&on_stack, 0, &on_stack};
-  expect_abort("usable_size of a stack pointer", do_usable_size, &m);
+  m = (struct misuse){small + 16, 0, small + 16};
+  expect_abort("usable_size of an interior pointer", do_usable_size, &m);
   m = (struct misuse){small, 0, small};
   expect_abort("free after realloc(p, 0)", do_realloc0_then_free, &m);
 
@@ -746,6 +740,66 @@ static void test_misuse_aborts(void) {
   neap_free(small);
   neap_free(large);
   FOREIGN_FREE(foreign);
+}
+
+/* ---- memory neap does not own: the NEAPDEBUG=warnforeign policy */
+
+static void do_foreign_calls(void *arg) {
+  unsigned char *glibc = arg;
+  int on_stack = 0;
+  neap_free(&on_stack);
+  neap_free(glibc);
+  neap_free(&a_static);
+  neap_free_sized(glibc, 64);
+  if (neap_usable_size(&on_stack) != 0) _exit(3);
+  errno = 0;
+  if (neap_realloc(glibc, 100) != NULL || errno != EINVAL) _exit(4);
+  if (glibc[0] != 0xab || glibc[63] != 0xab) _exit(5); /* left untouched */
+  void *p = neap_malloc(100); /* and neap works on */
+  if (p == NULL) _exit(6);
+  neap_free(p);
+}
+
+static void do_foreign_warn(void *arg) {
+  neap__opt.warnforeign = 1;
+  do_foreign_calls(arg);
+}
+
+static void do_foreign_abort(void *arg) {
+  neap__opt.warnforeign = 2;
+  neap_free(((struct misuse *)arg)->p);
+}
+
+static int count_lines_starting(const char *out, const char *prefix) {
+  int n = 0;
+  for (const char *s = out; s && *s; s = strchr(s, '\n'), s = s ? s + 1 : s)
+    if (strncmp(s, prefix, strlen(prefix)) == 0) n++;
+  return n;
+}
+
+static void test_foreign_pointers(void) {
+  unsigned char *glibc = FOREIGN_MALLOC(64);
+  CHECK(glibc != NULL);
+  memset(glibc, 0xab, 64);
+  char out[4096];
+
+  /* Default: ignored silently, realloc fails with EINVAL, nothing breaks. */
+  int st = test_run_child(do_foreign_calls, glibc, out, sizeof out);
+  CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ(strlen(out), 0);
+
+  /* warnforeign=1: the same, and one warning naming the first pointer. */
+  st = test_run_child(do_foreign_warn, glibc, out, sizeof out);
+  CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ(count_lines_starting(out, "neap: free of a pointer neap does not own 0x"), 1);
+  CHECK_EQ(count_lines_starting(out, "neap: "), 2); /* the warning and "(ignored; ...)" */
+
+  /* warnforeign=2: misuse, aborts with the pointer named. */
+  struct misuse m = {glibc, 0, glibc};
+  expect_abort("free of a glibc pointer, warnforeign=2", do_foreign_abort, &m);
+  m = (struct misuse){&a_static, 0, &a_static};
+  expect_abort("free of a static, warnforeign=2", do_foreign_abort, &m);
+  FOREIGN_FREE(glibc);
 }
 
 /* Each test must leave the heap empty. */
@@ -771,5 +825,6 @@ int main(void) {
   RUN_CLEAN(test_free_null_and_sized);
   RUN_CLEAN(test_owns);
   RUN_CLEAN(test_misuse_aborts);
+  RUN_CLEAN(test_foreign_pointers);
   return TEST_DONE();
 }

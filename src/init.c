@@ -1,0 +1,53 @@
+/* Process lifecycle: what neap does when it is loaded and around fork.
+ *
+ * Loading. neap needs no initialisation before its first malloc, which may
+ * come from the dynamic loader before any constructor has run: every layer
+ * starts from zeroed static data and sets itself up on first use. The
+ * library constructor only does what must wait for libc: it reads the
+ * options now that `environ` exists, and registers the fork handlers
+ * (pthread_atfork may allocate, which is safe here and would not be inside
+ * malloc).
+ *
+ * fork. POSIX copies only the calling thread. A lock another thread held
+ * at that moment would stay locked forever in the child, so the prepare
+ * handler takes every neap lock, in the lock order (cache registry, then
+ * the centrals by class, then the heap, then metadata), and the parent and
+ * child handlers release them. While they are held no other thread is
+ * inside a locked region, so the child's heap is consistent: only the
+ * lock-free state of the parent's other threads (their caches and the
+ * bits they were setting) may be caught halfway, and the child never
+ * writes that state (cache.c abandons those caches). The cost is that
+ * objects in spans those threads cached are not reused in the child.
+ *
+ * Handler order (POSIX): prepare handlers run in reverse order of
+ * registration, parent and child handlers in order. Ours are registered
+ * from the library constructor, early, so a handler registered later (a
+ * library initialised after neap) runs while neap is unlocked and may
+ * allocate; one registered before ours must not.
+ */
+#include <pthread.h>
+
+#include "heap.h"
+#include "options.h"
+
+static void fork_prepare(void) {
+  neap__cache_fork(NEAP_FORK_PREPARE);
+  neap__central_fork(NEAP_FORK_PREPARE);
+  neap__heap_fork(NEAP_FORK_PREPARE);
+  neap__meta_fork(NEAP_FORK_PREPARE);
+}
+
+static void fork_after(neap_fork_phase phase) {
+  neap__meta_fork(phase);
+  neap__heap_fork(phase);
+  neap__central_fork(phase);
+  neap__cache_fork(phase);
+}
+
+static void fork_parent(void) { fork_after(NEAP_FORK_PARENT); }
+static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
+
+__attribute__((constructor)) static void neap_init(void) {
+  neap__options_init();
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
