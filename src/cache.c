@@ -117,6 +117,7 @@ neap_cache *neap__cache_get_slow(void) {
   /* Publish before pthread_setspecific: with many keys in use glibc may
    * allocate there, and that malloc must find this cache, not recurse. */
   neap__tls_cache = c;
+  neap__process_init();
   ensure_key();
   if (atomic_load_explicit(&key_state, memory_order_acquire) == 2) pthread_setspecific(cache_key, c);
   return c;

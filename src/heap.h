@@ -13,6 +13,8 @@
  * handlers; the order is the lock order: cache registry, centrals, heap,
  * meta). */
 typedef enum { NEAP_FORK_PREPARE, NEAP_FORK_PARENT, NEAP_FORK_CHILD } neap_fork_phase;
+/* init.c: once per process (options, fork handlers); idempotent. */
+void neap__process_init(void);
 
 /* --- meta.c: off-heap metadata (never next to user data) */
 typedef struct neap_pool {

@@ -2,11 +2,13 @@
  *
  * Loading. neap needs no initialisation before its first malloc, which may
  * come from the dynamic loader before any constructor has run: every layer
- * starts from zeroed static data and sets itself up on first use. The
- * library constructor only does what must wait for libc: it reads the
- * options now that `environ` exists, and registers the fork handlers
- * (pthread_atfork may allocate, which is safe here and would not be inside
- * malloc).
+ * starts from zeroed static data and sets itself up on first use. What the
+ * process needs once, neap__process_init does: read the options (again
+ * from the library constructor, if `environ` did not exist yet) and
+ * register the fork handlers. The first thread cache's creation calls it
+ * (after publishing the cache, so that an allocation inside
+ * pthread_atfork finds it), and so does the constructor; the call from
+ * cache.c also makes a static link pull this file in.
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
@@ -26,6 +28,7 @@
  * allocate; one registered before ours must not.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "heap.h"
 #include "options.h"
@@ -47,7 +50,11 @@ static void fork_after(neap_fork_phase phase) {
 static void fork_parent(void) { fork_after(NEAP_FORK_PARENT); }
 static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
 
-__attribute__((constructor)) static void neap_init(void) {
+void neap__process_init(void) {
+  static _Atomic int registered;
   neap__options_init();
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  if (!atomic_exchange_explicit(&registered, 1, memory_order_acq_rel))
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
+
+__attribute__((constructor)) static void neap_init(void) { neap__process_init(); }
