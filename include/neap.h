@@ -17,10 +17,17 @@
  *     for an alignment that is not a power-of-two multiple of sizeof(void *).
  *
  * Misuse never corrupts the heap silently. neap_free(NULL) does nothing.
- * neap_free of anything that is not the start of a live neap object
- * (a double free, an interior pointer, a pointer neap never owned) prints
- * one line "neap: <what> <pointer>" to stderr and aborts. These checks are
- * on in every build.
+ * neap_free of a pointer inside neap's heap that is not the start of a
+ * live object (a double free, an interior pointer) prints one line
+ * "neap: <what> <pointer>" to stderr and aborts. These checks are on in
+ * every build.
+ *
+ * Memory outside neap's heap (the stack, static data, another allocator's
+ * blocks, the dynamic loader's early allocations, which a preloaded neap
+ * meets legitimately) is left alone: neap_free ignores it,
+ * neap_usable_size returns 0, neap_realloc returns NULL with errno EINVAL
+ * and leaves the block as it was. NEAPDEBUG=warnforeign=1 prints one
+ * warning the first time; warnforeign=2 treats it as misuse and aborts.
  */
 #ifndef NEAP_H
 #define NEAP_H
@@ -54,8 +61,8 @@ NEAP_API void *neap_aligned_alloc(size_t alignment, size_t size) NEAP_MALLOC_ATT
 NEAP_API int neap_posix_memalign(void **out, size_t alignment, size_t size);
 
 /* The number of bytes the block at p can hold (>= the size asked for);
- * 0 for NULL. Aborts like neap_free for a pointer that is not a live
- * neap object. */
+ * 0 for NULL and for memory outside neap's heap. Aborts like neap_free for
+ * a pointer into neap's heap that is not a live object. */
 NEAP_API size_t neap_usable_size(const void *p);
 
 /* Sized free: size is what was asked for (by malloc, or by the realloc

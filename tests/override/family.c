@@ -20,6 +20,11 @@
 
 static int (*owns)(const void *);
 
+/* An allocation before main, from a constructor: neap must be ready for it
+ * (preloaded, the dynamic loader has allocated through neap even earlier). */
+static char *early;
+__attribute__((constructor)) static void allocate_early(void) { early = strdup("made before main"); }
+
 /* Hide a value from the optimiser (it would fold calls it knows fail). */
 static size_t opaque(size_t v) {
   __asm__ volatile("" : "+r"(v));
@@ -27,6 +32,8 @@ static size_t opaque(size_t v) {
 }
 
 static void test_everything_is_neaps(void) {
+  CHECK(early != NULL && owns(early) && strcmp(early, "made before main") == 0);
+  free(early);
   char *p = malloc(10);
   if (p == NULL) abort();
   memset(p, 1, 10);
