@@ -4,9 +4,11 @@
  *       makes is freed here, and dlclose runs its destructor's frees.
  *   dlopen_ctor neap LIBNEAP  (no preload) dlopen libneap.so itself into a
  *       running program: its initial-exec TLS must fit (no "cannot allocate
- *       memory in static TLS block"), and its native API must work.
+ *       memory in static TLS block"), its native API must work, and
+ *       dlclose must not pull it from under threads that used it.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,16 @@ static void preloaded(const char *lib) {
   }
 }
 
+static void *(*late_malloc)(size_t);
+static void (*late_free)(void *);
+
+static void *thread_body(void *arg) {
+  (void)arg;
+  void *p = late_malloc(100); /* gives this thread a neap cache, destroyed at its exit */
+  late_free(p);
+  return late_malloc(200);
+}
+
 static void loaded_late(const char *libneap) {
   void *h = dlopen(libneap, RTLD_NOW | RTLD_LOCAL);
   CHECK(h != NULL);
@@ -62,6 +74,16 @@ static void loaded_late(const char *libneap) {
     CHECK(p[i] != NULL && owns(p[i]));
   }
   for (int i = 0; i < 1000; i++) nfree(p[i]);
+  /* Threads with caches, then dlclose: libneap stays (it is NODELETE), so
+   * a later thread exit still finds its key destructor. */
+  late_malloc = nmalloc;
+  late_free = nfree;
+  pthread_t t;
+  void *r = NULL;
+  CHECK(pthread_create(&t, NULL, thread_body, NULL) == 0 && pthread_join(t, &r) == 0 && owns(r));
+  CHECK_EQ(dlclose(h), 0);
+  CHECK(pthread_create(&t, NULL, thread_body, NULL) == 0 && pthread_join(t, NULL) == 0);
+  nfree(r);
   void *g = malloc(100); /* the process's malloc is still glibc's */
   CHECK(!owns(g));
   free(g);

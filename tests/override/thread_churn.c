@@ -2,7 +2,8 @@
  *
  * Each thread allocates a little (small blocks of several classes and one
  * large block), frees most of it, and hands one block to the main thread,
- * which frees it after the thread has gone. Every thread's cache must be
+ * which frees it after the thread has gone. Threads end every way a
+ * thread can: returning, pthread_exit, and cancellation. Every thread's cache must be
  * handed back when it ends, so the process must not grow: after a warm-up
  * the heap neap holds (mallinfo2's arena) and the RSS stay flat to within
  * a few MiB over the whole run.
@@ -10,12 +11,16 @@
  */
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../test.h"
 
 #define BATCH 8
+
+static _Atomic(void *) handed[BATCH];
 
 static void *body(void *arg) {
   uintptr_t k = (uintptr_t)arg;
@@ -31,7 +36,14 @@ static void *body(void *arg) {
   memset(large, 1, 4096);
   free(large);
   for (int i = 1; i < 12; i++) free(keep[i]);
-  return keep[0]; /* freed by the main thread, after this one is gone */
+  /* keep[0] is freed by the main thread, after this one is gone. */
+  switch (k % 3) {
+  case 0: return keep[0];
+  case 1: pthread_exit(keep[0]);
+  default: /* wait to be cancelled */
+    atomic_store(&handed[k % BATCH], keep[0]);
+    for (;;) pause(); /* a cancellation point */
+  }
 }
 
 int main(int argc, char **argv) {
@@ -49,8 +61,17 @@ int main(int argc, char **argv) {
       break;
     }
     for (int i = 0; i < n; i++) {
+      long k = done + i;
       void *r = NULL;
-      pthread_join(t[i], &r);
+      if (k % 3 == 2) {
+        while ((r = atomic_exchange(&handed[k % BATCH], NULL)) == NULL) sched_yield();
+        pthread_cancel(t[i]);
+        void *res = NULL;
+        pthread_join(t[i], &res);
+        if (res != PTHREAD_CANCELED) failed++;
+      } else {
+        pthread_join(t[i], &r);
+      }
       if (r == NULL) failed++;
       free(r);
     }
