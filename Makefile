@@ -3,6 +3,8 @@
 #   make demo     build, then run the demo
 #   make test     build, then run every test (ctest)
 #   make bench    build, then run the benchmarks against the other allocators
+#   make bench-programs  real programs (python, sqlite, git, gcc, perl, lua)
+#                 under glibc, mimalloc and neap: wall time and peak RSS
 #   make asan     the unit and stress tests under AddressSanitizer+UBSan
 #   make tsan     the unit and stress tests under ThreadSanitizer
 BUILD ?= build
@@ -13,7 +15,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DNEAP_WERROR=ON
 endif
 
-.PHONY: all build demo test bench bench-quick asan tsan clean
+.PHONY: all build demo test bench bench-quick bench-programs asan tsan clean
 
 all: build
 
@@ -34,6 +36,9 @@ bench: build
 
 bench-quick: build
 	sh bench/run-micro.sh -r 3 -n 2000000
+
+bench-programs: build
+	bash bench/programs.sh
 
 # Sanitizer builds test the native API (no malloc override); each uses its
 # own build tree.
