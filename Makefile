@@ -2,8 +2,12 @@
 #   make          build build/libneap.so, build/libneap.a and the tests
 #   make demo     build, then run the demo
 #   make test     build, then run every test (ctest)
-#   make bench    build, then run the benchmarks against the other allocators
-#   make bench-programs  real programs (python, sqlite, git, gcc, perl, lua)
+#   make bench    build, then run the benchmark suite: every workload under
+#                 glibc, jemalloc, tcmalloc, mimalloc and neap (bench/suite.py;
+#                 report in build/bench/suite, copied to bench/results)
+#   make bench-quick      the same, small (under 2 minutes)
+#   make bench-micro      the malloc/free microbenchmarks (bench/run-micro.sh)
+#   make bench-programs   real programs (python, sqlite, git, gcc, perl, lua)
 #                 under glibc, mimalloc and neap: wall time and peak RSS
 #   make asan     the unit and stress tests under AddressSanitizer+UBSan
 #   make tsan     the unit and stress tests under ThreadSanitizer
@@ -15,7 +19,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DNEAP_WERROR=ON
 endif
 
-.PHONY: all build demo test bench bench-quick bench-programs asan tsan clean
+.PHONY: all build demo test bench bench-quick bench-micro bench-programs asan tsan clean
 
 all: build
 
@@ -31,11 +35,15 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+BENCH_FLAGS ?=
 bench: build
-	sh bench/run-micro.sh
+	python3 bench/suite.py --install --reps 5 --results bench/results $(BENCH_FLAGS)
 
 bench-quick: build
-	sh bench/run-micro.sh -r 3 -n 2000000
+	python3 bench/suite.py --install --quick $(BENCH_FLAGS)
+
+bench-micro: build
+	sh bench/run-micro.sh
 
 bench-programs: build
 	bash bench/programs.sh

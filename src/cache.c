@@ -23,7 +23,9 @@
  *     free fast path, against span->relist_at); taking a span back for one
  *     or two objects would cost more than they are worth.
  * An owned span that empties goes back to its central at once, and from
- * there to the page heap.
+ * there to the page heap, unless it is the class's only span besides the
+ * current one: that one the cache keeps, empty, for its next refill (see
+ * refile).
  *
  * Frees by other threads (central.c has the protocol) set bits in the
  * span's remote bitmap. The current span merges them when it runs dry;
@@ -167,11 +169,24 @@ static void release(neap_cache *c, neap_span *s) {
   neap__central_uncache_span(s);
 }
 
-/* Files an owned, not current span by its count of live objects: gives
- * it back when empty, moves it from full to partial when it has room. */
+/* Files an owned, not current span by its count of live objects: moves
+ * it from full to partial when it has room; gives it back when empty,
+ * unless it would be the class's only other span. That one stays, empty,
+ * as the next span to use: a class with few live objects spread over a
+ * few spans (large classes hold 2 to 8 objects a span) otherwise gives a
+ * span back and takes a new one from the page heap, under two locks,
+ * every few frees. So a cache holds at most one empty span per class
+ * beyond its current one. */
 static void refile(neap_cache *c, neap_span *s) {
   if (s->live == 0) {
-    release(c, s);
+    neap_span *head = c->own_partial[s->sizeclass];
+    bool alone = head == NULL || (head == s && s->next == NULL);
+    if (!alone) {
+      release(c, s);
+    } else if (s->list != NEAP_LIST_OWN_PARTIAL) {
+      own_remove(c, s);
+      own_push(c, s, NEAP_LIST_OWN_PARTIAL);
+    }
   } else if (s->list == NEAP_LIST_OWN_FULL && s->live <= s->relist_at) {
     own_remove(c, s);
     own_push(c, s, NEAP_LIST_OWN_PARTIAL);
