@@ -95,51 +95,63 @@ def rss_kib(pid):
         return None
 
 
-def run_once(cmd, env, stdin_path=None, sample=False):
-    """Runs cmd; returns (status, stdout, rusage, elapsed, samples)."""
+def child_of(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else None
+    except (OSError, ValueError):
+        return None
+
+
+def run_once(runstat, cmd, preload, stdin_path=None, sample=False):
+    """Runs cmd under runstat (a small C launcher: the python runner's own RSS
+    would otherwise count in the child's peak, since the kernel keeps the
+    high-water mark across exec). LD_PRELOAD reaches only the workload.
+    Returns (ok_status, stdout, stderr, stats, samples); stats has elapsed,
+    user, sys, maxrss_kib, minflt."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    statf = tempfile.NamedTemporaryFile(prefix="neap-suite-", suffix=".stat", delete=False)
+    statf.close()
+    full = [runstat, "-o", statf.name, "--", "env"] + (["LD_PRELOAD=" + preload] if preload else []) + cmd
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     errf = tempfile.TemporaryFile()  # a file, not a pipe: a chatty program cannot block on it
+    outf = tempfile.TemporaryFile()
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errf)
+    p = subprocess.Popen(full, env=env, stdin=stdin, stdout=outf, stderr=errf)
     samples = []
-    out_chunks = []
-    # Sample RSS every 100 ms while it runs; the output is read at the end
-    # (workloads print one line; sqlite's output is small enough for the pipe
-    # buffer only if we drain it, so drain between samples).
-    os.set_blocking(p.stdout.fileno(), False)
-    while True:
-        try:
-            chunk = p.stdout.read()
-            if chunk:
-                out_chunks.append(chunk)
-        except (BlockingIOError, TypeError):
-            pass
+    while p.poll() is None:
         if sample:
-            r = rss_kib(p.pid)
+            kid = child_of(p.pid)
+            r = rss_kib(kid) if kid else None
             if r is not None:
                 samples.append((time.monotonic() - t0, r))
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid == p.pid:
-            break
-        time.sleep(0.1 if sample else 0.02)
-    elapsed = time.monotonic() - t0
-    os.set_blocking(p.stdout.fileno(), True)
-    rest = p.stdout.read()
-    if rest:
-        out_chunks.append(rest)
-    errf.seek(0)
-    err = errf.read()
-    errf.close()
-    p.stdout.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
+            time.sleep(0.1)
+        else:
+            time.sleep(0.01)
     if stdin_path:
         stdin.close()
-    return status, b"".join(out_chunks), err, ru, elapsed, samples
+    outf.seek(0)
+    errf.seek(0)
+    out, err = outf.read(), errf.read()
+    outf.close()
+    errf.close()
+    try:
+        with open(statf.name) as f:
+            v = f.read().split()
+        stats = {"elapsed": float(v[0]), "user": float(v[1]), "sys": float(v[2]),
+                 "maxrss_kib": int(v[3]), "minflt": int(v[4])}
+    except (OSError, IndexError, ValueError):
+        stats = {"elapsed": time.monotonic() - t0, "user": 0.0, "sys": 0.0, "maxrss_kib": 0, "minflt": 0}
+    os.unlink(statf.name)
+    return p.returncode, out, err, stats, samples
 
 
-def build_workloads(build):
+def check_workloads(build, only):
     """The workload programs are built by CMake (make); check they are there."""
-    missing = [w[1] for w in WORKLOADS if w[1] and not os.access(os.path.join(build, "bench", w[1]), os.X_OK)]
+    missing = [w[1] for w in WORKLOADS
+               if w[0] in only and w[1] and not os.access(os.path.join(build, "bench", w[1]), os.X_OK)]
     if missing:
         sys.exit("suite: missing %s in %s/bench: run make first" % (", ".join(missing), build))
 
@@ -321,7 +333,10 @@ def main():
         sys.exit("suite: unknown workloads: " + ", ".join(sorted(unknown)))
     out = args.out or os.path.join(args.build, "bench", "suite")
     os.makedirs(out, exist_ok=True)
-    build_workloads(args.build)
+    check_workloads(args.build, only)
+    runstat = os.path.join(args.build, "bench", "runstat")
+    if not os.access(runstat, os.X_OK):
+        sys.exit("suite: missing %s: run make first" % runstat)
     allocs = allocator_paths(names, args.build, args.install)
     if not any(a[0] == "glibc" for a in allocs):
         sys.exit("suite: glibc is the reference for the check values: keep it in --alloc")
@@ -343,19 +358,15 @@ def main():
                 continue
             order = allocs[(rep - 1) % len(allocs):] + allocs[:(rep - 1) % len(allocs)]
             for aname, path in order:
-                env = dict(os.environ)
-                env.pop("LD_PRELOAD", None)
-                if path:
-                    env["LD_PRELOAD"] = path
                 stdin_path = None
                 if prog is None:  # sqlite
                     cmd, stdin_path = ["sqlite3"], sqlite_script(workdir)
                 else:
                     cmd = [os.path.join(args.build, "bench", prog), "-t", str(t), "-s", str(args.scale),
                            "-i", str(args.idle)]
-                status, outb, errb, ru, elapsed, samples = run_once(cmd, env, stdin_path,
-                                                                     sample=(kind == "memory"))
-                ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+                status, outb, errb, st, samples = run_once(runstat, cmd, path, stdin_path,
+                                                           sample=(kind == "memory"))
+                ok = status == 0
                 if prog is None:
                     kv = {"check": hashlib.sha256(outb).hexdigest()[:16]}
                 else:
@@ -374,18 +385,18 @@ def main():
                         (aname, name, t, status, errb.decode(errors="replace").strip()[-300:]))
                 row = {
                     "allocator": aname, "workload": name, "threads": t, "rep": rep, "ok": int(ok),
-                    "elapsed_s": "%.4f" % elapsed,
-                    "work_s": kv.get("work_s", "%.4f" % elapsed),
-                    "user_s": "%.4f" % ru.ru_utime, "sys_s": "%.4f" % ru.ru_stime,
-                    "peak_rss_kib": ru.ru_maxrss, "rss_2s_kib": kv.get("rss_2s_kib", ""),
+                    "elapsed_s": "%.4f" % st["elapsed"],
+                    "work_s": kv.get("work_s", "%.4f" % st["elapsed"]),
+                    "user_s": "%.4f" % st["user"], "sys_s": "%.4f" % st["sys"],
+                    "peak_rss_kib": st["maxrss_kib"], "rss_2s_kib": kv.get("rss_2s_kib", ""),
                     "rss_idle_kib": kv.get("rss_idle_kib", ""), "live_kib": kv.get("live_kib", ""),
-                    "minflt": ru.ru_minflt, "check": kv.get("check", ""),
+                    "minflt": st["minflt"], "check": kv.get("check", ""),
                 }
                 rows.append(row)
                 if samples and rep == 1:
                     traces += [(aname, name, rep, "%.2f" % s, r) for s, r in samples]
                 log("rep %d/%d %-13s t=%-2d %-9s %8.3f s %9.1f MiB%s" %
-                    (rep, args.reps, name, t, aname, float(row["work_s"]), ru.ru_maxrss / 1024,
+                    (rep, args.reps, name, t, aname, float(row["work_s"]), st["maxrss_kib"] / 1024,
                      "" if ok else "  FAILED"))
     wall = time.monotonic() - started
 
