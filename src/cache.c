@@ -22,10 +22,10 @@
  *     quarter of one free moves it to own_partial (one compare on the
  *     free fast path, against span->relist_at); taking a span back for one
  *     or two objects would cost more than they are worth.
- * An owned span that empties goes back to its central at once, and from
- * there to the page heap, unless it is the class's only span besides the
- * current one: that one the cache keeps, empty, for its next refill (see
- * refile).
+ *   - own_empty: owned spans that emptied, kept for the next refills, up
+ *     to 32 KiB per class (see keep_empty).
+ * Any other owned span that empties goes back to its central at once, and
+ * from there to the page heap.
  *
  * Frees by other threads (central.c has the protocol) set bits in the
  * span's remote bitmap. The current span merges them when it runs dry;
@@ -128,11 +128,17 @@ neap_cache *neap__cache_get_slow(void) {
 /* --- the spans a cache owns (this thread only) */
 
 static neap_span **own_list(neap_cache *c, neap_span *s) {
-  return s->list == NEAP_LIST_OWN_PARTIAL ? &c->own_partial[s->sizeclass] : &c->own_full[s->sizeclass];
+  switch (s->list) {
+  case NEAP_LIST_OWN_PARTIAL: return &c->own_partial[s->sizeclass];
+  case NEAP_LIST_OWN_EMPTY: return &c->own_empty[s->sizeclass];
+  default: return &c->own_full[s->sizeclass];
+  }
 }
 
 static void own_remove(neap_cache *c, neap_span *s) {
-  if (s->list != NEAP_LIST_OWN_PARTIAL && s->list != NEAP_LIST_OWN_FULL) return;
+  if (s->list != NEAP_LIST_OWN_PARTIAL && s->list != NEAP_LIST_OWN_FULL && s->list != NEAP_LIST_OWN_EMPTY)
+    return;
+  if (s->list == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]--;
   if (s->prev) s->prev->next = s->next;
   else *own_list(c, s) = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -153,6 +159,7 @@ static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
 
 static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   s->list = which;
+  if (which == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]++;
   s->relist_at = relist_threshold(s, which);
   neap_span **head = own_list(c, s);
   s->prev = NULL;
@@ -169,23 +176,29 @@ static void release(neap_cache *c, neap_span *s) {
   neap__central_uncache_span(s);
 }
 
+/* How many empty spans of a class a cache keeps for its next refills:
+ * 32 KiB worth, at least one. Without them a class with few live objects
+ * spread over a few spans (large classes hold 2 to 8 objects a span) gives
+ * a span back and takes a new one, under the central's and the heap's
+ * locks, every few frees (larson: 4x slower). The cost is bounded: at most
+ * 32 KiB (or one span) per class per thread, handed back when the thread
+ * exits or flushes. */
+static unsigned keep_empty(unsigned cls) {
+  unsigned n = (unsigned)((32u << 10) / ((size_t)neap__class_pages[cls] << NEAP_PAGE_SHIFT));
+  return n ? n : 1u;
+}
+
 /* Files an owned, not current span by its count of live objects: moves
- * it from full to partial when it has room; gives it back when empty,
- * unless it would be the class's only other span. That one stays, empty,
- * as the next span to use: a class with few live objects spread over a
- * few spans (large classes hold 2 to 8 objects a span) otherwise gives a
- * span back and takes a new one from the page heap, under two locks,
- * every few frees. So a cache holds at most one empty span per class
- * beyond its current one. */
+ * it from full to partial when it has room; when it empties, keeps it on
+ * the empty list (see keep_empty) or gives it back. */
 static void refile(neap_cache *c, neap_span *s) {
   if (s->live == 0) {
-    neap_span *head = c->own_partial[s->sizeclass];
-    bool alone = head == NULL || (head == s && s->next == NULL);
-    if (!alone) {
-      release(c, s);
-    } else if (s->list != NEAP_LIST_OWN_PARTIAL) {
+    if (s->list == NEAP_LIST_OWN_EMPTY) return;
+    if (c->nempty[s->sizeclass] < keep_empty(s->sizeclass)) {
       own_remove(c, s);
-      own_push(c, s, NEAP_LIST_OWN_PARTIAL);
+      own_push(c, s, NEAP_LIST_OWN_EMPTY);
+    } else {
+      release(c, s);
     }
   } else if (s->list == NEAP_LIST_OWN_FULL && s->live <= s->relist_at) {
     own_remove(c, s);
@@ -311,6 +324,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
   }
   s = c->own_partial[cls];
+  if (s == NULL) s = c->own_empty[cls];
   if (s != NULL) {
     own_remove(c, s);
     s->live -= neap__span_merge_remote(s);
@@ -354,6 +368,7 @@ void neap__cache_flush(neap_cache *c) {
       release(c, s);
     }
     while (c->own_partial[cls] != NULL) release(c, c->own_partial[cls]);
+    while (c->own_empty[cls] != NULL) release(c, c->own_empty[cls]);
     while (c->own_full[cls] != NULL) release(c, c->own_full[cls]);
   }
   /* Spans forwarded to us before we gave them up are their centrals' now,

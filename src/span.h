@@ -36,6 +36,7 @@ enum {
   NEAP_LIST_CURRENT,
   NEAP_LIST_OWN_PARTIAL,
   NEAP_LIST_OWN_FULL,
+  NEAP_LIST_OWN_EMPTY,
 };
 
 /* span->rword: the remote-free word (see central.c for the protocol).
@@ -197,6 +198,8 @@ struct neap_cache {
    * full. Only this thread touches them. */
   neap_span *own_partial[NEAP_NUM_CLASSES];
   neap_span *own_full[NEAP_NUM_CLASSES];
+  neap_span *own_empty[NEAP_NUM_CLASSES]; /* kept for the next refill (cache.c: refile) */
+  uint8_t nempty[NEAP_NUM_CLASSES];
   /* Owned spans that other threads freed into while they were parked:
    * pushed by a central's drain (under its lock), popped by this thread. */
   _Atomic(neap_span *) inbox;
