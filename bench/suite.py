@@ -294,7 +294,7 @@ def callgrind_counts(allocs, build, scale):
             cmd += ["env", "LD_PRELOAD=" + path] if path else []
             cmd += [prog, "-s", str(scale), "-i", "0"]
             r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            total = [int(m.replace(",", "")) for m in re.findall(rb"Collected : ([\d,]+)", r.stderr)]
+            total = [int(m.replace(b",", b"")) for m in re.findall(rb"Collected : ([\d,]+)", r.stderr)]
             counts[(w, name)] = total[-1] if r.returncode == 0 and total else None
             log("callgrind %-10s %-9s %s" % (w, name, counts[(w, name)]))
     return counts
@@ -317,6 +317,8 @@ def main():
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--callgrind-scale", type=float, default=0.05)
     ap.add_argument("--install", action="store_true", help="apt-get install missing reference allocators")
+    ap.add_argument("--report-only", action="store_true",
+                    help="no runs: remake the report (and instruction counts) from --out's runs.csv and rss.csv")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--results", default=None,
@@ -353,7 +355,15 @@ def main():
     rows, traces = [], []
     reference = {}
     started = time.monotonic()
-    for rep in range(1, args.reps + 1):
+    if args.report_only:
+        with open(os.path.join(out, "runs.csv")) as f:
+            rows = [dict(r, ok=int(r["ok"]), threads=int(r["threads"]), rep=int(r["rep"])) for r in csv.DictReader(f)]
+        with open(os.path.join(out, "rss.csv")) as f:
+            traces = [(r["allocator"], r["workload"], r["rep"], r["t_s"], int(r["rss_kib"])) for r in csv.DictReader(f)]
+        args.reps = max(r["rep"] for r in rows)
+        present = {(r["workload"], r["threads"]) for r in rows}
+        cases = [c for c in cases if (c[0], c[2]) in present]
+    for rep in range(1, 0 if args.report_only else args.reps + 1):
         for name, prog, t, kind in cases:
             if args.quick and rep > 1 and (kind == "memory" or prog is None):
                 continue  # quick: the idle workloads and the real program once
@@ -400,6 +410,8 @@ def main():
                     (rep, args.reps, name, t, aname, float(row["work_s"]), st["maxrss_kib"] / 1024,
                      "" if ok else "  FAILED"))
     wall = time.monotonic() - started
+    if args.report_only:
+        wall = sum(float(r["elapsed_s"]) for r in rows)
 
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
@@ -440,7 +452,12 @@ def report(out, rows, traces, counts, allocs, cases, args, threads, wall):
                 break
     except OSError:
         pass
-    L = ["# neap benchmark suite", "",
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    L = ["# neap benchmark suite", "", "neap at commit %s." % commit, "",
          "%s UTC; %s, %d CPUs; %s. %d repetitions (allocator order rotated each repetition), medians; "
          "scale %g, idle %g s; the suite took %.0f s." %
          (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), cpu, os.cpu_count() or 1,
