@@ -12,7 +12,7 @@
 #   lua     tests/override/words.lua
 # Each workload is set up once (untimed). Then, for each repetition and
 # each workload, every allocator runs it once, in an order rotated each
-# repetition, under bench/runstat (built here with cc -O2): wall time,
+# repetition, under bench/runstat (build/bench/runstat, built by make): wall time,
 # user and system time, peak RSS (the largest single process of the
 # workload), minor faults, exit status. The whole workload runs under the
 # allocator: the shell that drives it and every process it starts.
@@ -74,9 +74,9 @@ WL_REPO_ROOT=$root
 export NEAP_PY_TESTS
 
 mkdir -p "$bench" || exit 2
-runstat=$bench/runstat
-if ! ${CC:-cc} -O2 -o "$runstat" "$root/bench/runstat.c"; then
-    echo "programs.sh: cannot build runstat" >&2
+runstat=$build/bench/runstat # built by CMake (make)
+if [ ! -x "$runstat" ]; then
+    echo "programs.sh: $runstat missing: run make first" >&2
     exit 2
 fi
 

@@ -136,8 +136,7 @@ static neap_span **own_list(neap_cache *c, neap_span *s) {
 }
 
 static void own_remove(neap_cache *c, neap_span *s) {
-  if (s->list != NEAP_LIST_OWN_PARTIAL && s->list != NEAP_LIST_OWN_FULL && s->list != NEAP_LIST_OWN_EMPTY)
-    return;
+  if (s->list < NEAP_LIST_OWN_PARTIAL) return; /* the own lists are the last three */
   if (s->list == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]--;
   if (s->prev) s->prev->next = s->next;
   else *own_list(c, s) = s->next;

@@ -64,7 +64,8 @@ static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
 void neap__process_init(void) {
   static _Atomic int registered;
   neap__options_init();
-  if (NEAP_FORK_HANDLERS && !atomic_exchange_explicit(&registered, 1, memory_order_acq_rel))
+  if (NEAP_FORK_HANDLERS && !atomic_load_explicit(&registered, memory_order_relaxed) &&
+      !atomic_exchange_explicit(&registered, 1, memory_order_acq_rel))
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 

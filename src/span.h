@@ -27,14 +27,15 @@ enum {
 };
 
 /* span->list: where a span is. Owned by a cache: CURRENT (the slot's
- * span), OWN_PARTIAL (has free objects), OWN_FULL. Owned by its central:
+ * span), OWN_PARTIAL (has free objects), OWN_FULL, OWN_EMPTY (kept for
+ * refills). Owned by its central:
  * PARTIAL or FULL. NONE: in transit. */
 enum {
   NEAP_LIST_NONE = 0,
   NEAP_LIST_PARTIAL,
   NEAP_LIST_FULL,
   NEAP_LIST_CURRENT,
-  NEAP_LIST_OWN_PARTIAL,
+  NEAP_LIST_OWN_PARTIAL, /* the cache's own lists: keep them last (cache.c: own_remove) */
   NEAP_LIST_OWN_FULL,
   NEAP_LIST_OWN_EMPTY,
 };
