@@ -33,6 +33,7 @@
 #define NEAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,6 +83,55 @@ NEAP_API int neap_owns(const void *p);
 /* Hands this thread's cache back to the shared heap now (threads do it
  * automatically when they exit). */
 NEAP_API void neap_thread_flush(void);
+
+/* Returns every free page neap holds to the OS now, whatever the release
+ * delay, and takes back the empty spans thread caches keep (Go's
+ * debug.FreeOSMemory). Returns the bytes that went back. The drop-in
+ * library's malloc_trim calls it. */
+NEAP_API size_t neap_release(void);
+
+/* --- statistics
+ * One list of fields makes the struct (and, later, its printers).
+ * X(name, unit, help); every field is a uint64_t. */
+#define NEAP_STATS_FIELDS(X)                                                                   \
+  X(heap_alloc, bytes, "bytes in live objects")                                                \
+  X(total_alloc, bytes, "bytes allocated, cumulative")                                         \
+  X(mallocs, objects, "objects allocated, cumulative")                                         \
+  X(frees, objects, "objects freed, cumulative")                                               \
+  X(heap_objects, objects, "live objects: mallocs - frees")                                    \
+  X(heap_sys, bytes, "heap memory obtained from the OS: heap_inuse + heap_idle")               \
+  X(heap_inuse, bytes, "bytes in spans with live objects (or kept for them)")                  \
+  X(heap_idle, bytes, "bytes in free pages, returned or not")                                  \
+  X(heap_released, bytes, "free pages returned to the OS (or never touched)")                  \
+  X(heap_released_resident, bytes,                                                             \
+    "returned with MADV_FREE and not reused since: may still count in RSS until the kernel "   \
+    "needs the memory (an upper bound)")                                                       \
+  X(metadata_sys, bytes, "metadata mapped: spans, caches, arena index, page allocator")        \
+  X(sys, bytes, "all memory neap mapped read-write: heap_sys + metadata_sys")                  \
+  X(held, bytes, "what neap holds from the OS: sys - heap_released (what the limit bounds)")   \
+  X(memlimit, bytes, "the memory limit on held (0: none)")                                     \
+  X(memlimit_source, enum, "where the limit came from: 0 none, 1 NEAP_MEMLIMIT, 2 cgroup")     \
+  X(memlimit_hard, bool, "1: allocations past the limit fail with ENOMEM")                     \
+  X(scav_bg_bytes, bytes, "returned by the background scavenger after the release delay")      \
+  X(scav_eager_bytes, bytes, "returned to stay under the memory limit")                        \
+  X(scav_forced_bytes, bytes, "returned by neap_release or malloc_trim")                       \
+  X(scav_cycles, count, "background scavenger passes completed")                               \
+  X(scav_cpu_ns, nanoseconds, "CPU time spent returning memory")
+
+#define NEAP_STATS_VERSION 1
+typedef struct neap_stats {
+  uint64_t version; /* NEAP_STATS_VERSION of the library that filled it */
+#define NEAP__STATS_FIELD(name, unit, help) uint64_t name;
+  NEAP_STATS_FIELDS(NEAP__STATS_FIELD)
+#undef NEAP__STATS_FIELD
+} neap_stats_t;
+
+/* Fills the first `size` bytes of *s (pass sizeof(neap_stats_t); an
+ * older, smaller struct gets its prefix). The invariants hold in every
+ * snapshot: sys = heap_sys + metadata_sys; heap_sys = heap_inuse +
+ * heap_idle; heap_idle >= heap_released; heap_objects = mallocs - frees.
+ * Returns 0, or EINVAL for a NULL s or a size too small for `version`. */
+NEAP_API int neap_stats_read(neap_stats_t *s, size_t size);
 
 #ifdef __cplusplus
 }

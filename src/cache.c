@@ -167,6 +167,12 @@ static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   *head = s;
 }
 
+static void empty_lock(neap_cache *c) {
+  while (atomic_flag_test_and_set_explicit(&c->empty_lock, memory_order_acquire)) NEAP_SPIN_PAUSE();
+}
+
+static void empty_unlock(neap_cache *c) { atomic_flag_clear_explicit(&c->empty_lock, memory_order_release); }
+
 /* Give an owned span back to its central (and from there, if it is empty,
  * to the page heap). */
 static void release(neap_cache *c, neap_span *s) {
@@ -193,12 +199,12 @@ static unsigned keep_empty(unsigned cls) {
 static void refile(neap_cache *c, neap_span *s) {
   if (s->live == 0) {
     if (s->list == NEAP_LIST_OWN_EMPTY) return;
-    if (c->nempty[s->sizeclass] < keep_empty(s->sizeclass)) {
-      own_remove(c, s);
-      own_push(c, s, NEAP_LIST_OWN_EMPTY);
-    } else {
-      release(c, s);
-    }
+    own_remove(c, s);
+    empty_lock(c);
+    bool keep = c->nempty[s->sizeclass] < keep_empty(s->sizeclass);
+    if (keep) own_push(c, s, NEAP_LIST_OWN_EMPTY);
+    empty_unlock(c);
+    if (!keep) release(c, s);
   } else if (s->list == NEAP_LIST_OWN_FULL && s->live <= s->relist_at) {
     own_remove(c, s);
     own_push(c, s, NEAP_LIST_OWN_PARTIAL);
@@ -322,10 +328,17 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
     neap__central_drain(cls); /* may forward spans we own to the inbox */
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
   }
+  NEAP_STORE(&c->refills, NEAP_LOAD(&c->refills) + 1);
   s = c->own_partial[cls];
-  if (s == NULL) s = c->own_empty[cls];
   if (s != NULL) {
     own_remove(c, s);
+  } else {
+    empty_lock(c); /* a trim may be taking the kept spans */
+    s = c->own_empty[cls];
+    if (s != NULL) own_remove(c, s);
+    empty_unlock(c);
+  }
+  if (s != NULL) {
     s->live -= neap__span_merge_remote(s);
   } else {
     s = neap__central_cache_span(cls, c);
@@ -356,6 +369,55 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p) {
   if (push) neap__central_notify(s);
 }
 
+/* Takes every kept empty span out of c (under its empty lock, which is
+ * never held across a call) and gives them back. */
+static size_t trim_one(neap_cache *c) {
+  neap_span *taken = NULL;
+  empty_lock(c);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    while (c->own_empty[cls] != NULL) {
+      neap_span *s = c->own_empty[cls];
+      own_remove(c, s);
+      s->next = taken;
+      taken = s;
+    }
+  }
+  empty_unlock(c);
+  size_t pages = 0;
+  while (taken != NULL) {
+    neap_span *s = taken;
+    taken = s->next;
+    s->next = NULL;
+    pages += s->npages;
+    neap__central_uncache_span(s); /* empty: straight to the page heap */
+  }
+  return pages;
+}
+
+size_t neap__cache_trim(bool all) {
+  size_t pages = 0;
+  pthread_mutex_lock(&reg_lock);
+  for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
+    uint64_t r = NEAP_LOAD(&c->refills);
+    if (all || r == c->trim_seen) pages += trim_one(c);
+    c->trim_seen = r;
+  }
+  pthread_mutex_unlock(&reg_lock);
+  return pages;
+}
+
+bool neap__cache_trim_pending(void) {
+  bool any = false;
+  pthread_mutex_lock(&reg_lock);
+  for (neap_cache *c = registry; c != NULL && !any; c = c->reg_next) {
+    empty_lock(c);
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !any; cls++) any = c->nempty[cls] != 0;
+    empty_unlock(c);
+  }
+  pthread_mutex_unlock(&reg_lock);
+  return any;
+}
+
 void neap__cache_flush(neap_cache *c) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
@@ -367,9 +429,9 @@ void neap__cache_flush(neap_cache *c) {
       release(c, s);
     }
     while (c->own_partial[cls] != NULL) release(c, c->own_partial[cls]);
-    while (c->own_empty[cls] != NULL) release(c, c->own_empty[cls]);
     while (c->own_full[cls] != NULL) release(c, c->own_full[cls]);
   }
+  trim_one(c);
   /* Spans forwarded to us before we gave them up are their centrals' now,
    * still NOTIFIED: hand the notification back to the central. */
   neap_span *s = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
@@ -452,6 +514,29 @@ void neap__cache_totals(neap_alloc_totals *out) {
 }
 
 void neap__cache_fork(neap_fork_phase phase) {
-  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&reg_lock);
-  else pthread_mutex_unlock(&reg_lock);
+  if (phase == NEAP_FORK_PREPARE) {
+    pthread_mutex_lock(&reg_lock);
+    return;
+  }
+  if (phase == NEAP_FORK_CHILD) {
+    /* The other threads' caches are abandoned (heap.h): out of the
+     * registry, so that nothing (a trim) walks them again; what they
+     * allocated joins the retired totals. Their memory is not reused. */
+    neap_cache *mine = neap__cache_mine(), *next;
+    for (neap_cache *c = registry; c != NULL; c = next) {
+      next = c->reg_next;
+      if (c == mine) continue;
+      for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
+        retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
+      retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
+      retired_large_nfree += NEAP_LOAD(&c->large_nfree);
+      retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
+      retired_large_bytes_free += NEAP_LOAD(&c->large_bytes_free);
+      if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
+      else registry = c->reg_next;
+      if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
+      c->reg_next = c->reg_prev = NULL;
+    }
+  }
+  pthread_mutex_unlock(&reg_lock);
 }

@@ -46,12 +46,86 @@ static struct {
   uint64_t reserved;  /* pages [0, reserved) belong to reserved arenas */
   size_t narenas;
   uint64_t pages_inuse;
+  uint64_t pages_lazy;  /* free pages returned with MADV_FREE, not reused since */
+  uint64_t pages_limit; /* the memory limit in pages (0: none); see limit_admit_locked */
+  uint64_t limit_quiet; /* soft limit out of reach: no new attempt below this many pages held */
+  bool limit_hard;
+  bool nothp;           /* NEAPDEBUG=disablethp: arenas get MADV_NOHUGEPAGE */
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
 } heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A chunk with this many pages in use is dense (Go's scavChunkHiOccFrac,
+ * 96.875%): returning its few free pages would split a huge page that is
+ * nearly all in use, for little gain. */
+#define DENSE_PAGES (NEAP_CHUNK_PAGES - NEAP_CHUNK_PAGES / 32)
 
 static uintptr_t page_addr(uint64_t page) {
   neap_arena *a = heap.arenas[page / NEAP_ARENA_PAGES];
   return a->base + ((uintptr_t)(page % NEAP_ARENA_PAGES) << NEAP_PAGE_SHIFT);
+}
+
+static neap_arena *arena_of_page(uint64_t page) { return heap.arenas[page / NEAP_ARENA_PAGES]; }
+
+/* Runs the statement for each arena's share of pages [first, first+n),
+ * with `a` the arena, `i` the first index in it and `m` the count: a run
+ * of pages may cross into the next arena. */
+#define FOR_ARENA_SEGMENTS(first, n, a, i, m, ...)                               \
+  for (uint64_t pg_ = (first), end_ = (first) + (n); pg_ < end_;) {              \
+    neap_arena *a = arena_of_page(pg_);                                           \
+    uint64_t i = pg_ % NEAP_ARENA_PAGES;                                          \
+    uint64_t m = end_ - pg_ < NEAP_ARENA_PAGES - i ? end_ - pg_ : NEAP_ARENA_PAGES - i; \
+    __VA_ARGS__;                                                                  \
+    pg_ += m;                                                                     \
+  }
+
+/* Pages [first, first+n) were allocated: count them in their chunks and
+ * clear their lazy bits. Returns how many of them were lazy (returned with
+ * MADV_FREE: they may still hold old data). */
+static uint64_t pages_taken_locked(uint64_t first, uint64_t n) {
+  uint64_t nlazy = 0;
+  FOR_ARENA_SEGMENTS(first, n, a, i, m, {
+    for (uint64_t k = i; k < i + m;) {
+      uint64_t c = k / NEAP_CHUNK_PAGES, stop = (c + 1) * NEAP_CHUNK_PAGES;
+      if (stop > i + m) stop = i + m;
+      a->chunk_inuse[c] = (uint16_t)(a->chunk_inuse[c] + (stop - k));
+      k = stop;
+    }
+    if (heap.pages_lazy != 0) {
+      for (uint64_t k = i; k < i + m; k++) {
+        uint64_t bit = 1ull << (k & 63);
+        if (a->lazy[k >> 6] & bit) {
+          a->lazy[k >> 6] &= ~bit;
+          nlazy++;
+        }
+      }
+    }
+  });
+  heap.pages_lazy -= nlazy;
+  return nlazy;
+}
+
+/* Pages [first, first+n) were freed at `now`: stamp them for the release
+ * delay and uncount them; a chunk that stops being dense records when. */
+static void pages_given_locked(uint64_t first, uint64_t n, uint32_t now) {
+  FOR_ARENA_SEGMENTS(first, n, a, i, m, {
+    for (uint64_t k = i; k < i + m; k++) a->freed_at[k] = now;
+    for (uint64_t k = i; k < i + m;) {
+      uint64_t c = k / NEAP_CHUNK_PAGES, stop = (c + 1) * NEAP_CHUNK_PAGES;
+      if (stop > i + m) stop = i + m;
+      unsigned before = a->chunk_inuse[c];
+      a->chunk_inuse[c] = (uint16_t)(before - (stop - k));
+      if (before >= DENSE_PAGES && a->chunk_inuse[c] < DENSE_PAGES) a->chunk_dense_end[c] = now ? now : 1u;
+      k = stop;
+    }
+  });
+}
+
+static uint64_t held_pages_locked(void) {
+  neap_meta_stats ms;
+  neap__meta_stats(&ms); /* lock order: heap -> meta */
+  uint64_t heap_pages = heap.inited ? neap__pa_pages_grown(&heap.pa) - neap__pa_pages_scavenged(&heap.pa) : 0;
+  uint64_t meta = ms.mapped + (heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0);
+  return heap_pages + ((meta + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT);
 }
 
 static int init_locked(void) {
@@ -84,6 +158,7 @@ static int reserve_locked(uint64_t npages) {
     neap__os_unmap((void *)base, k * NEAP_ARENA_SIZE);
     return ENOMEM;
   }
+  if (heap.nothp) neap__os_nohugepage((void *)base, k * NEAP_ARENA_SIZE);
   for (size_t i = 0; i < k; i++) {
     neap_arena *a = neap__meta_alloc(sizeof(neap_arena));
     if (a == NULL) return ENOMEM; /* arenas registered so far stay valid */
@@ -118,26 +193,64 @@ static int grow_locked(uint64_t npages) {
   if (done > start) {
     if (neap__pa_grow(&heap.pa, start, done - start) != 0) return ENOMEM;
     heap.grown = done;
+    neap__scav_heap_grew((uint64_t)neap__pa_pages_grown(&heap.pa) << NEAP_PAGE_SHIFT);
   }
   return err ? ENOMEM : 0;
 }
 
+/* The memory limit, before npages more pages may be taken. What neap
+ * holds from the OS is every grown page not returned, plus its metadata;
+ * the allocation adds at most npages to it (fewer when it reuses free
+ * pages not yet returned). If that could pass the limit, the scavenger's
+ * limit work runs first, without the heap lock: it empties the caches'
+ * kept spans and returns free pages, aiming a little under the limit so
+ * that the next allocations find room. Soft limit: the allocation goes on
+ * whatever came of it, and if the limit stays out of reach (the live heap
+ * is that big) no new attempt is made until 1/32 more is held, so a
+ * program above its soft limit is not slowed on every span. Hard limit:
+ * the allocation fails unless it fits (the limit work returned every free
+ * page it could, so the test is exact but for other threads' frees in the
+ * meantime). Returns false when the allocation must fail. */
+static bool limit_admit_locked(uint64_t npages) {
+  uint64_t held = held_pages_locked();
+  if (held + npages <= heap.pages_limit) {
+    heap.limit_quiet = 0;
+    return true;
+  }
+  if (!heap.limit_hard && held + npages < heap.limit_quiet) return true;
+  uint64_t target = heap.pages_limit - heap.pages_limit / 20; /* 95%, as Go's limit goal */
+  uint64_t over = held + npages > target ? held + npages - target : 0;
+  pthread_mutex_unlock(&heap.lock);
+  neap__scav_limit_work((size_t)over << NEAP_PAGE_SHIFT, heap.limit_hard);
+  pthread_mutex_lock(&heap.lock);
+  held = held_pages_locked();
+  if (held + npages <= heap.pages_limit) return true;
+  if (heap.limit_hard) return false;
+  heap.limit_quiet = held + npages + (heap.pages_limit / 32 > 1 ? heap.pages_limit / 32 : 1);
+  return true;
+}
+
 /* Find npages free pages, reclaiming empty spans and then growing the heap
  * if needed. Called and returns with the heap lock held; drops it to
- * reclaim. */
-static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav) {
+ * reclaim. *nlazy: how many of the pages were returned with MADV_FREE
+ * (with *nscav: the pages read as zero iff nscav == npages and nlazy == 0). */
+static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav, uint64_t *nlazy) {
   if (init_locked() != 0) return NEAP_PA_FAIL;
+  if (NEAP_UNLIKELY(heap.pages_limit != 0) && !limit_admit_locked(npages)) return NEAP_PA_FAIL;
   uint64_t p = neap__pa_alloc(&heap.pa, npages, nscav);
-  if (p != NEAP_PA_FAIL) return p;
-  pthread_mutex_unlock(&heap.lock);
-  size_t freed = neap__central_reclaim();
-  pthread_mutex_lock(&heap.lock);
-  if (freed != 0) {
-    p = neap__pa_alloc(&heap.pa, npages, nscav);
-    if (p != NEAP_PA_FAIL) return p;
+  if (p == NEAP_PA_FAIL) {
+    pthread_mutex_unlock(&heap.lock);
+    size_t freed = neap__central_reclaim();
+    pthread_mutex_lock(&heap.lock);
+    if (freed != 0) p = neap__pa_alloc(&heap.pa, npages, nscav);
+    if (p == NEAP_PA_FAIL) {
+      if (grow_locked(npages) != 0) return NEAP_PA_FAIL;
+      p = neap__pa_alloc(&heap.pa, npages, nscav);
+      if (p == NEAP_PA_FAIL) return p;
+    }
   }
-  if (grow_locked(npages) != 0) return NEAP_PA_FAIL;
-  return neap__pa_alloc(&heap.pa, npages, nscav);
+  *nlazy = pages_taken_locked(p, npages);
+  return p;
 }
 
 static void set_spans_locked(uint64_t first, uint64_t n, neap_span *s) {
@@ -148,19 +261,20 @@ static void set_spans_locked(uint64_t first, uint64_t n, neap_span *s) {
 neap_span *neap__heap_alloc_small_span(unsigned cls) {
   neap_span *s = neap__span_new(cls);
   if (s == NULL) return NULL;
-  uint64_t npages = neap__class_pages[cls], nscav = 0;
+  uint64_t npages = neap__class_pages[cls], nscav = 0, nlazy = 0;
   pthread_mutex_lock(&heap.lock);
-  uint64_t first = alloc_pages_locked(npages, &nscav);
+  uint64_t first = alloc_pages_locked(npages, &nscav, &nlazy);
   if (first == NEAP_PA_FAIL) {
     pthread_mutex_unlock(&heap.lock);
     neap__span_delete(s);
     return NULL;
   }
-  neap__span_init_small(s, cls, page_addr(first), first, nscav == npages);
+  neap__span_init_small(s, cls, page_addr(first), first, nscav == npages && nlazy == 0);
   atomic_store_explicit(&s->state, NEAP_SPAN_SMALL, memory_order_relaxed);
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   pthread_mutex_unlock(&heap.lock);
+  neap__scav_kick();
   return s;
 }
 
@@ -171,25 +285,28 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   uint64_t extra = align > NEAP_PAGE_SIZE ? (align >> NEAP_PAGE_SHIFT) - 1 : 0;
   neap_span *s = neap__span_new(0);
   if (s == NULL) return NULL;
-  uint64_t nscav = 0;
+  uint64_t nscav = 0, nlazy = 0;
   pthread_mutex_lock(&heap.lock);
-  uint64_t first = alloc_pages_locked(npages + extra, &nscav);
+  uint64_t first = alloc_pages_locked(npages + extra, &nscav, &nlazy);
   if (first == NEAP_PA_FAIL) {
     pthread_mutex_unlock(&heap.lock);
     neap__span_delete(s);
     return NULL;
   }
-  bool fresh = nscav == npages + extra;
+  bool fresh = nscav == npages + extra && nlazy == 0;
   if (extra != 0) {
     /* Keep the aligned part; give the head and tail back. Untouched pages
      * go back marked as still fresh. */
     uintptr_t base = page_addr(first);
     uint64_t head = (neap__align_up(base, align) - base) >> NEAP_PAGE_SHIFT, tail = extra - head;
+    uint32_t now = neap__now_ms();
     if (head != 0) {
+      pages_given_locked(first, head, now);
       neap__pa_free(&heap.pa, first, head);
       if (fresh) neap__pa_mark_scavenged(&heap.pa, first, head);
     }
     if (tail != 0) {
+      pages_given_locked(first + head + npages, tail, now);
       neap__pa_free(&heap.pa, first + head + npages, tail);
       if (fresh) neap__pa_mark_scavenged(&heap.pa, first + head + npages, tail);
     }
@@ -205,17 +322,21 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   pthread_mutex_unlock(&heap.lock);
+  neap__scav_kick();
   *zeroed = fresh;
   return s;
 }
 
 void neap__heap_free_span(neap_span *s) {
+  uint32_t now = neap__now_ms();
   pthread_mutex_lock(&heap.lock);
   set_spans_locked(s->first_page, s->npages, NULL);
+  pages_given_locked(s->first_page, s->npages, now);
   neap__pa_free(&heap.pa, s->first_page, s->npages);
   heap.pages_inuse -= s->npages;
   pthread_mutex_unlock(&heap.lock);
   neap__span_delete(s);
+  neap__scav_kick();
 }
 
 bool neap__heap_resize_large(neap_span *s, size_t npages) {
@@ -224,6 +345,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   if (npages < s->npages) {
     uint64_t cut = s->first_page + npages, n = s->npages - npages;
     set_spans_locked(cut, n, NULL);
+    pages_given_locked(cut, n, neap__now_ms());
     neap__pa_free(&heap.pa, cut, n);
     heap.pages_inuse -= n;
     s->npages = (uint32_t)npages;
@@ -231,6 +353,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
     uint64_t at = s->first_page + s->npages, n = npages - s->npages;
     ok = npages <= UINT32_MAX && neap__pa_alloc_at(&heap.pa, at, n, NULL);
     if (ok) {
+      pages_taken_locked(at, n);
       set_spans_locked(at, n, s);
       heap.pages_inuse += n;
       s->npages = (uint32_t)npages;
@@ -240,32 +363,137 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   return ok;
 }
 
-size_t neap__heap_release(void) {
-  size_t bytes = 0;
-  uint64_t below = UINT64_MAX;
+/* Whether the scavenger may return free page pg now; if not, notes why in
+ * the pass (a young page: when it will be old enough). */
+static bool eligible_locked(neap_scav_pass *sp, uint64_t pg) {
+  if (sp->force) return true;
+  neap_arena *a = arena_of_page(pg);
+  uint64_t i = pg % NEAP_ARENA_PAGES, c = i / NEAP_CHUNK_PAGES;
+  uint32_t age = sp->now_ms - a->freed_at[i];
+  if (age < sp->delay_ms) {
+    uint32_t wait = sp->delay_ms - age;
+    if (!sp->young || wait < sp->next_ms) sp->next_ms = wait;
+    sp->young = true;
+    return false;
+  }
+  if (a->chunk_inuse[c] >= DENSE_PAGES) {
+    sp->dense = true;
+    return false;
+  }
+  uint32_t end = a->chunk_dense_end[c];
+  if (end != 0 && (uint32_t)(sp->now_ms - end) < sp->delay_ms) {
+    uint32_t wait = sp->delay_ms - (uint32_t)(sp->now_ms - end);
+    if (!sp->young || wait < sp->next_ms) sp->next_ms = wait;
+    sp->young = true;
+    return false;
+  }
+  return true;
+}
+
+/* Shrinks [*lo, *hi) to whole OS pages (a no-op where they are no bigger
+ * than neap pages). */
+static void align_to_os_pages(uint64_t *lo, uint64_t *hi) {
+  size_t osp = neap__os_page_size();
+  if (osp <= NEAP_PAGE_SIZE) return;
+  uint64_t per = osp / NEAP_PAGE_SIZE;
+  uintptr_t a = page_addr(*lo);
+  uint64_t skip = (neap__align_up(a, osp) - a) >> NEAP_PAGE_SHIFT;
+  uint64_t l = *lo + skip, h = *hi;
+  if (l >= h) {
+    *lo = *hi;
+    return;
+  }
+  h = l + (h - l) / per * per;
+  *lo = l;
+  *hi = h;
+}
+
+void neap__heap_scavenge(neap_scav_pass *sp) {
+  uint64_t below = sp->cursor;
+  sp->done = false;
   for (;;) {
-    /* Take the run out of the page allocator, so that nothing allocates it
-     * while its pages go back, and return it without holding the lock. */
+    if (sp->max_bytes != 0 && sp->released >= sp->max_bytes) break;
     pthread_mutex_lock(&heap.lock);
     uint64_t n = 0, base = NEAP_PA_FAIL;
     if (heap.inited) {
       if (below > heap.grown) below = heap.grown;
       base = neap__pa_find_unscavenged(&heap.pa, below, NEAP_CHUNK_PAGES, &n);
     }
-    if (base != NEAP_PA_FAIL && !neap__pa_alloc_at(&heap.pa, base, n, NULL)) base = NEAP_PA_FAIL;
-    pthread_mutex_unlock(&heap.lock);
-    if (base == NEAP_PA_FAIL) break;
-    /* A run never straddles arenas that are apart in memory (the fence),
+    if (base == NEAP_PA_FAIL) {
+      pthread_mutex_unlock(&heap.lock);
+      sp->done = true;
+      below = UINT64_MAX; /* the next pass starts from the top */
+      break;
+    }
+    /* The highest eligible part of the run: skip pages that may not go
+     * yet from the top, then take the eligible ones below them. */
+    uint64_t hi = base + n;
+    while (hi > base && !eligible_locked(sp, hi - 1)) hi--;
+    uint64_t lo = hi;
+    while (lo > base && eligible_locked(sp, lo - 1)) lo--;
+    uint64_t next_below = lo;
+    align_to_os_pages(&lo, &hi);
+    if (lo >= hi) {
+      pthread_mutex_unlock(&heap.lock);
+      below = next_below > base ? next_below : base;
+      continue;
+    }
+    /* Take the run out of the page allocator, so that nothing allocates
+     * it while its pages go back, and return it without holding the lock.
+     * A run never straddles arenas that are apart in memory (the fence),
      * so it is one address range. */
-    bool ok = neap__os_return((void *)page_addr(base), (size_t)n << NEAP_PAGE_SHIFT, true) == 0;
-    pthread_mutex_lock(&heap.lock);
-    neap__pa_free(&heap.pa, base, n);
-    if (ok) neap__pa_mark_scavenged(&heap.pa, base, n);
+    bool taken = neap__pa_alloc_at(&heap.pa, lo, hi - lo, NULL);
     pthread_mutex_unlock(&heap.lock);
-    if (ok) bytes += (size_t)n << NEAP_PAGE_SHIFT;
-    below = base;
+    neap_assert(taken);
+    (void)taken;
+    size_t bytes = (size_t)(hi - lo) << NEAP_PAGE_SHIFT;
+    bool lazy = false;
+    bool ok = neap__os_return((void *)page_addr(lo), bytes, sp->dontneed, &lazy) == 0;
+    pthread_mutex_lock(&heap.lock);
+    neap__pa_free(&heap.pa, lo, hi - lo);
+    if (ok) {
+      neap__pa_mark_scavenged(&heap.pa, lo, hi - lo);
+      if (lazy) {
+        FOR_ARENA_SEGMENTS(lo, hi - lo, a, i, m, {
+          for (uint64_t k = i; k < i + m; k++) a->lazy[k >> 6] |= 1ull << (k & 63);
+        });
+        heap.pages_lazy += hi - lo;
+      }
+    }
+    pthread_mutex_unlock(&heap.lock);
+    if (ok) sp->released += bytes;
+    below = next_below;
   }
-  return bytes;
+  sp->cursor = below;
+}
+
+size_t neap__heap_release(bool dontneed) {
+  neap_scav_pass sp = {.force = true, .dontneed = dontneed, .cursor = UINT64_MAX};
+  neap__heap_scavenge(&sp);
+  return sp.released;
+}
+
+void neap__heap_disable_thp(void) {
+  pthread_mutex_lock(&heap.lock);
+  heap.nothp = true;
+  for (size_t k = 0; k < heap.narenas; k++) neap__os_nohugepage((void *)heap.arenas[k]->base, NEAP_ARENA_SIZE);
+  pthread_mutex_unlock(&heap.lock);
+}
+
+void neap__heap_set_limit(size_t bytes, bool hard) {
+  pthread_mutex_lock(&heap.lock);
+  heap.pages_limit = bytes >> NEAP_PAGE_SHIFT;
+  if (bytes != 0 && heap.pages_limit == 0) heap.pages_limit = 1;
+  heap.limit_hard = hard;
+  heap.limit_quiet = 0;
+  pthread_mutex_unlock(&heap.lock);
+}
+
+size_t neap__heap_held(void) {
+  pthread_mutex_lock(&heap.lock);
+  uint64_t held = held_pages_locked();
+  pthread_mutex_unlock(&heap.lock);
+  return (size_t)held << NEAP_PAGE_SHIFT;
 }
 
 void neap__heap_fork(neap_fork_phase phase) {
@@ -300,6 +528,9 @@ void neap__heap_stats(neap_heap_stats *out) {
   out->pages_free = heap.inited ? neap__pa_pages_free(&heap.pa) : 0;
   out->pages_scavenged = heap.inited ? neap__pa_pages_scavenged(&heap.pa) : 0;
   out->pages_inuse = heap.pages_inuse;
+  out->pages_lazy = heap.pages_lazy;
+  out->pa_mapped = heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0;
+  out->held = held_pages_locked() << NEAP_PAGE_SHIFT;
   out->arenas = heap.narenas;
   out->bytes_reserved = heap.narenas * NEAP_ARENA_SIZE;
   pthread_mutex_unlock(&heap.lock);

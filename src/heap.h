@@ -42,20 +42,90 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed);
 void neap__heap_free_span(neap_span *s);  /* small or large; takes the heap lock */
 /* Large span in place: shrink to / try to grow to npages; true on success. */
 bool neap__heap_resize_large(neap_span *s, size_t npages);
-/* Returns every free page not yet returned to the OS (MADV_DONTNEED) and
- * records it in the page allocator's scavenged bitmap; the bytes returned.
- * Takes and drops the heap lock run by run: allocation goes on meanwhile. */
-size_t neap__heap_release(void);
+/* One scavenging pass over the free pages not yet returned to the OS,
+ * from the highest address down (scav.c drives it; see its essay). A page
+ * is eligible once it has been free for delay_ms and its chunk is not
+ * dense (see heap.c: DENSE_PAGES), or always when `force`. Eligible runs
+ * are taken out of the page allocator, returned (madvise) without the
+ * heap lock, and put back marked scavenged (and lazy, for MADV_FREE). */
+typedef struct neap_scav_pass {
+  uint32_t now_ms;     /* in: the scavenger clock (neap__now_ms) */
+  uint32_t delay_ms;   /* in: the release delay */
+  bool force;          /* in: ignore the delay and the density rule */
+  bool dontneed;       /* in: MADV_DONTNEED, else MADV_FREE */
+  size_t max_bytes;    /* in: stop once this much went back (0: no bound) */
+  uint64_t cursor;     /* in/out: continue below this page (UINT64_MAX: the top) */
+  size_t released;     /* out (added to): bytes returned */
+  bool young;          /* out: a page was skipped as too young ... */
+  uint32_t next_ms;    /* ... and the first of them is eligible this much later */
+  bool dense;          /* out: a page was skipped in a chunk that is dense now */
+  bool done;           /* out: the pass reached the bottom (cursor is reset) */
+} neap_scav_pass;
+void neap__heap_scavenge(neap_scav_pass *sp);
+/* Returns every free page not yet returned to the OS now, ignoring the
+ * delay and density; the bytes returned. */
+size_t neap__heap_release(bool dontneed);
+/* NEAPDEBUG=disablethp: MADV_NOHUGEPAGE on every arena, now and later. */
+void neap__heap_disable_thp(void);
+/* The memory limit on what neap holds from the OS (0: none). */
+void neap__heap_set_limit(size_t bytes, bool hard);
+/* What neap holds from the OS: grown pages not returned, plus metadata. */
+size_t neap__heap_held(void);
 void neap__heap_fork(neap_fork_phase phase);
 /* Heap-wide page counts for statistics and tests. */
 typedef struct neap_heap_stats {
   uint64_t pages_grown, pages_free, pages_scavenged, pages_inuse;
+  uint64_t pages_lazy;  /* free, returned with MADV_FREE, not reused since */
+  uint64_t pa_mapped;   /* bytes of page-allocator bookkeeping committed */
+  uint64_t held;        /* neap__heap_held */
   uint64_t arenas, bytes_reserved;
 } neap_heap_stats;
 void neap__heap_stats(neap_heap_stats *out);
 /* Adds each small span's live objects (allocated, minus frees announced by
  * other threads and not merged yet) to live[class]. O(pages grown). */
 void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]);
+
+/* --- scav.c: the background scavenger, the memory limit */
+/* The scavenger's clock in milliseconds (wraps every 49 days; compare
+ * differences). Tests may swap it: neap__scav_test_clock. */
+uint32_t neap__now_ms(void);
+/* Free pages appeared (call with no lock but a central's held): wakes a
+ * parked scavenger, or starts one where the heap is big enough. Cheap. */
+void neap__scav_kick(void);
+/* The heap grew to `bytes` (called under the heap lock: only notes it). */
+void neap__scav_heap_grew(uint64_t bytes);
+/* An allocation needs `bytes` held under the limit: take back the caches'
+ * kept spans and return free pages now (all of them when `all`). Called
+ * with no neap lock held. */
+void neap__scav_limit_work(size_t bytes, bool all);
+void neap__scav_fork(neap_fork_phase phase);
+bool neap__scav_running(void);
+/* What the scavenger did, for statistics. */
+typedef struct neap_scav_totals {
+  uint64_t bg_bytes;     /* returned by the background thread after the delay */
+  uint64_t eager_bytes;  /* returned for the memory limit */
+  uint64_t forced_bytes; /* returned by neap_release / malloc_trim */
+  uint64_t cycles;       /* background passes completed */
+  uint64_t cpu_ns;       /* CPU time spent returning memory, all kinds */
+  bool running;          /* the background thread exists */
+} neap_scav_totals;
+void neap__scav_totals(neap_scav_totals *out);
+/* The pacer: a token bucket of CPU time, filled at rate_bp hundredths of
+ * a percent of wall time, holding at most 10 s of that. */
+typedef struct neap__pacer {
+  uint64_t rate_bp;
+  int64_t credit, cap; /* ns x 10000 */
+  uint64_t last_ns;
+} neap__pacer;
+void neap__pacer_init(neap__pacer *p, long cpu_bp, uint64_t now_ns);
+void neap__pacer_refill(neap__pacer *p, uint64_t now_ns);
+void neap__pacer_charge(neap__pacer *p, uint64_t worked_ns);
+bool neap__pacer_may_work(const neap__pacer *p);
+int64_t neap__pacer_credit_ns(const neap__pacer *p);
+uint64_t neap__pacer_wait_ns(const neap__pacer *p); /* until credit is positive again */
+/* Test hooks: swap the clock (NULL: the real one); run one background step. */
+void neap__scav_test_clock(uint32_t (*fn)(void));
+uint32_t neap__scav_test_step(uint32_t now, size_t *released);
 
 /* --- central.c: one per size class */
 neap_span *neap__central_cache_span(unsigned cls, neap_cache *c);
@@ -96,6 +166,12 @@ void neap__cache_flush(neap_cache *c);    /* hands every span back */
  * reused), and their counts stay in the statistics. */
 void neap__cache_fork(neap_fork_phase phase);
 void neap__cache_free_remote(neap_span *s, uintptr_t p);
+/* Gives back to the page heap the empty spans caches keep for their next
+ * refills (cache.c: keep_empty): from every cache when `all`, else only
+ * from caches that have not refilled since the previous call. Takes the
+ * registry lock; call with no other neap lock held. Returns pages freed. */
+size_t neap__cache_trim(bool all);
+bool neap__cache_trim_pending(void); /* does any cache keep empty spans? */
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* A local free made s empty, or freed into a full span: re-file it. */
 void neap__cache_free_local_slow(neap_cache *c, neap_span *s);

@@ -12,9 +12,9 @@
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
- * handler takes every neap lock, in the lock order (cache registry, then
- * the centrals by class, then the heap, then metadata), and the parent and
- * child handlers release them. While they are held no other thread is
+ * handler takes every neap lock, in the lock order (the scavenger's work
+ * lock, the cache registry, the centrals by class, the heap, metadata),
+ * and the parent and child handlers release them. While they are held no other thread is
  * inside a locked region, so the child's heap is consistent: only the
  * lock-free state of the parent's other threads (their caches and the
  * bits they were setting) may be caught halfway, and the child never
@@ -31,9 +31,11 @@
 #include <stdatomic.h>
 
 #include "heap.h"
+#include "memlimit.h"
 #include "options.h"
 
 static void fork_prepare(void) {
+  neap__scav_fork(NEAP_FORK_PREPARE);
   neap__cache_fork(NEAP_FORK_PREPARE);
   neap__central_fork(NEAP_FORK_PREPARE);
   neap__heap_fork(NEAP_FORK_PREPARE);
@@ -45,6 +47,7 @@ static void fork_after(neap_fork_phase phase) {
   neap__heap_fork(phase);
   neap__central_fork(phase);
   neap__cache_fork(phase);
+  neap__scav_fork(phase);
 }
 
 static void fork_parent(void) { fork_after(NEAP_FORK_PARENT); }
@@ -62,8 +65,13 @@ static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
 #endif
 
 void neap__process_init(void) {
-  static _Atomic int registered;
+  static _Atomic int registered, configured;
   neap__options_init();
+  if (neap__options_parsed() && !atomic_load_explicit(&configured, memory_order_relaxed) &&
+      !atomic_exchange_explicit(&configured, 1, memory_order_acq_rel)) {
+    neap__memlimit_configure();
+    if (neap__opt.disablethp) neap__heap_disable_thp();
+  }
   if (NEAP_FORK_HANDLERS && !atomic_load_explicit(&registered, memory_order_relaxed) &&
       !atomic_exchange_explicit(&registered, 1, memory_order_acq_rel))
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -93,6 +93,15 @@ __attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, con
 #define NEAP_EXPENSIVE_CHECKS 0
 #endif
 
+/* A spin-wait hint to the CPU. */
+#if defined(__x86_64__) || defined(__i386__)
+#define NEAP_SPIN_PAUSE() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define NEAP_SPIN_PAUSE() __asm__ __volatile__("yield")
+#else
+#define NEAP_SPIN_PAUSE() ((void)0)
+#endif
+
 /* --- small helpers */
 NEAP_INLINE uintptr_t neap__align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
 NEAP_INLINE bool neap__is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }

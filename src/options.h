@@ -19,17 +19,59 @@
 
 #include "internal.h"
 
-/* X(name, kind, default, min, max, help). Kinds: BOOL, INT. */
+/* NEAPDEBUG keys. X(name, kind, default, min, max, help). Kinds: BOOL, INT. */
 #define NEAP_OPTIONS(X)                                                                           \
   X(warnforeign, INT, 0, 0, 2,                                                                    \
     "free, realloc or malloc_usable_size of memory outside neap's heap: 0 ignore, 1 warn once, " \
     "2 abort")                                                                                    \
-  X(printopts, BOOL, 0, 0, 1, "print the effective options to stderr at start")
+  X(printopts, BOOL, 0, 0, 1, "print the effective options to stderr at start")                   \
+  X(madvdontneed, BOOL, 1, 0, 1,                                                                  \
+    "return pages with MADV_DONTNEED (RSS drops at once); 0: MADV_FREE (cheaper to reuse, but "   \
+    "the pages count in RSS until the kernel needs them)")                                        \
+  X(disablethp, BOOL, 0, 0, 1, "mark the heap MADV_NOHUGEPAGE (no transparent huge pages)")       \
+  X(scavtrace, BOOL, 0, 0, 1, "one line per scavenger cycle on stderr")                           \
+  X(scavenger, BOOL, 1, 0, 1,                                                                     \
+    "run the background scavenger thread; 0: free pages go back only on neap_release, "           \
+    "malloc_trim or the memory limit")
+
+/* Options with a variable of their own.
+ * X(name, VARIABLE, kind, default, min, max, help). Kinds:
+ *   SIZE      bytes: a number with an optional B, KiB, MiB, GiB or TiB
+ *             (Go's GOMEMLIMIT syntax); "off" is -1
+ *   DURATION  milliseconds: a number with ms, s or m (a bare number is
+ *             milliseconds); "off" is -1
+ *   PERCENT   hundredths of a percent: "1%", "0.5", "90%"
+ *   MODE      soft (0) or hard (1)
+ *   PATH      a string, used as it is */
+#define NEAP_ENV_OPTIONS(X)                                                                       \
+  X(release_delay, NEAP_RELEASE_DELAY, DURATION, 1000, -1, 86400000,                              \
+    "how long a page stays free before the scavenger returns it to the OS (off: never)")          \
+  X(scavenger_cpu, NEAP_SCAVENGER_CPU, PERCENT, 100, 1, 10000,                                    \
+    "the scavenger's CPU budget, in percent of one core (averaged; bursts of 10 s worth)")        \
+  X(memlimit, NEAP_MEMLIMIT, SIZE, 0, -1, (long)1 << 52,                                          \
+    "soft limit on the memory neap holds from the OS (0: from the cgroup; off: none)")           \
+  X(memlimit_mode, NEAP_MEMLIMIT_MODE, MODE, 0, 0, 1,                                             \
+    "soft: return memory, then grow anyway; hard: fail the allocation with ENOMEM")               \
+  X(memlimit_fraction, NEAP_MEMLIMIT_FRACTION, PERCENT, 9000, 1, 10000,                           \
+    "the share of the cgroup's memory limit used when NEAP_MEMLIMIT is not set")                  \
+  X(cgroup_root, NEAP_CGROUP_ROOT, PATH, 0, 0, 0,                                                 \
+    "read /proc/self/{cgroup,mountinfo} and the cgroup files under this directory (tests)")
+
+#define NEAP__OPT_TYPE_BOOL long
+#define NEAP__OPT_TYPE_INT long
+#define NEAP__OPT_TYPE_SIZE long
+#define NEAP__OPT_TYPE_DURATION long
+#define NEAP__OPT_TYPE_PERCENT long
+#define NEAP__OPT_TYPE_MODE long
+#define NEAP__OPT_TYPE_PATH const char *
 
 typedef struct neap_options {
 #define NEAP__OPT_FIELD(name, kind, def, lo, hi, help) long name;
   NEAP_OPTIONS(NEAP__OPT_FIELD)
 #undef NEAP__OPT_FIELD
+#define NEAP__ENV_FIELD(name, var, kind, def, lo, hi, help) NEAP__OPT_TYPE_##kind name;
+  NEAP_ENV_OPTIONS(NEAP__ENV_FIELD)
+#undef NEAP__ENV_FIELD
 } neap_options;
 
 /* The options in effect (defaults until neap__options_init has run with an
@@ -38,5 +80,7 @@ extern neap_options neap__opt;
 
 /* Parse the environment once it exists; later calls do nothing. */
 void neap__options_init(void);
+/* Whether the environment has been parsed (before that, defaults). */
+bool neap__options_parsed(void);
 
 #endif

@@ -86,8 +86,7 @@ NEAP_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
 
 NEAP_EXPORT int malloc_trim(size_t pad) {
   (void)pad;
-  neap__central_reclaim();
-  return neap__heap_release() != 0;
+  return neap_release() != 0;
 }
 
 /* glibc's fields with neap's figures. All of neap's memory is in its

@@ -324,7 +324,7 @@ NEAP_INLINE bool region_ready(const neap_pagealloc *pa, size_t off) {
  * runs. On failure the granules committed so far stay committed and
  * recorded: that is invisible to callers. */
 static int commit_granules(unsigned char *base, uint64_t *ready, uint64_t g0, uint64_t g1,
-                           unsigned shift) {
+                           unsigned shift, uint64_t *mapped) {
   uint64_t g = g0;
   while (g <= g1) {
     if (bit_get(ready, g)) {
@@ -335,6 +335,7 @@ static int commit_granules(unsigned char *base, uint64_t *ready, uint64_t g0, ui
     while (e < g1 && !bit_get(ready, e + 1)) e++;
     int err = neap__os_commit(base + (g << shift), (size_t)(e - g + 1) << shift);
     if (err != 0) return ENOMEM;
+    *mapped += (e - g + 1) << shift;
     for (; g <= e; g++) bit_set(ready, g);
   }
   return 0;
@@ -342,7 +343,7 @@ static int commit_granules(unsigned char *base, uint64_t *ready, uint64_t g0, ui
 
 static int region_commit(neap_pagealloc *pa, size_t off, size_t len) {
   return commit_granules(pa->region, pa->committed, off >> pa->granule_shift,
-                         (off + len - 1) >> pa->granule_shift, pa->granule_shift);
+                         (off + len - 1) >> pa->granule_shift, pa->granule_shift, &pa->mapped);
 }
 
 static size_t block_bytes(const neap_pagealloc *pa) {
@@ -364,7 +365,7 @@ static int chunks_commit(neap_pagealloc *pa, uint64_t c0, uint64_t c1) {
     uint64_t hi = (c1 < first + PA_BLOCK_CHUNKS ? c1 : first + PA_BLOCK_CHUNKS) - first;
     size_t off0 = lo * sizeof(pa_chunk), off1 = hi * sizeof(pa_chunk);
     int err = commit_granules((unsigned char *)d->block, &d->ready, off0 >> pa->granule_shift,
-                              (off1 - 1) >> pa->granule_shift, pa->granule_shift);
+                              (off1 - 1) >> pa->granule_shift, pa->granule_shift, &pa->mapped);
     if (err != 0) return err;
   }
   return 0;
@@ -800,6 +801,7 @@ bool neap__pa_is_free(const neap_pagealloc *pa, uint64_t page) {
 uint64_t neap__pa_pages_grown(const neap_pagealloc *pa) { return pa->pages_grown; }
 uint64_t neap__pa_pages_free(const neap_pagealloc *pa) { return pa->pages_free; }
 uint64_t neap__pa_pages_scavenged(const neap_pagealloc *pa) { return pa->pages_scav; }
+uint64_t neap__pa_mapped_bytes(const neap_pagealloc *pa) { return pa->mapped; }
 
 /* --- the whole-structure check */
 

@@ -33,6 +33,7 @@ typedef struct neap_pagealloc {
   uint64_t hint;                /* no grown page below it is free */
   uint64_t end_chunk;           /* one past the highest grown chunk */
   uint64_t pages_grown, pages_free, pages_scav;
+  uint64_t mapped;              /* bytes of its own bookkeeping committed */
   uint64_t committed[NEAP_PA_COMMIT_WORDS]; /* granules of region made ready */
 } neap_pagealloc;
 
@@ -89,6 +90,7 @@ bool neap__pa_is_free(const neap_pagealloc *pa, uint64_t page);
 uint64_t neap__pa_pages_grown(const neap_pagealloc *pa);
 uint64_t neap__pa_pages_free(const neap_pagealloc *pa);      /* free, scavenged or not */
 uint64_t neap__pa_pages_scavenged(const neap_pagealloc *pa); /* free and scavenged */
+uint64_t neap__pa_mapped_bytes(const neap_pagealloc *pa);    /* its own bookkeeping, committed */
 
 /* Recompute every summary, the dirty-chunk bitmaps, the totals and the
  * hint's promise from the chunk bitmaps and compare: true if consistent.

@@ -120,6 +120,13 @@ typedef struct neap_arena {
                                                    first, so the free path indexes it directly */
   uintptr_t base;       /* 64 MiB-aligned */
   uint64_t first_page;  /* page index of base */
+  /* The page heap's bookkeeping for the scavenger (heap.c, under the heap
+   * lock). Off the free path's lines: spans[] comes first. */
+  uint32_t freed_at[NEAP_ARENA_PAGES];  /* free pages: when freed (ms clock) */
+  uint64_t lazy[NEAP_ARENA_PAGES / 64]; /* returned with MADV_FREE, not reused since */
+  uint16_t chunk_inuse[NEAP_ARENA_PAGES / NEAP_CHUNK_PAGES];     /* pages in use per chunk */
+  uint32_t chunk_dense_end[NEAP_ARENA_PAGES / NEAP_CHUNK_PAGES]; /* when it last stopped being
+                                                                    dense (ms clock; 0: never) */
 } neap_arena;
 
 extern _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
@@ -199,8 +206,15 @@ struct neap_cache {
    * full. Only this thread touches them. */
   neap_span *own_partial[NEAP_NUM_CLASSES];
   neap_span *own_full[NEAP_NUM_CLASSES];
-  neap_span *own_empty[NEAP_NUM_CLASSES]; /* kept for the next refill (cache.c: refile) */
+  /* Empty spans kept for the next refills (cache.c: refile). The only
+   * owned lists another thread may touch (neap__cache_trim), so they and
+   * nempty are guarded by empty_lock, a spin lock held for a few
+   * instructions: the owner takes it only on slow paths. */
+  neap_span *own_empty[NEAP_NUM_CLASSES];
   uint8_t nempty[NEAP_NUM_CLASSES];
+  atomic_flag empty_lock;
+  _Atomic uint64_t refills;  /* slow refills so far (the owner writes) */
+  uint64_t trim_seen;        /* refills at the last trim (trimmers, under the registry lock) */
   /* Owned spans that other threads freed into while they were parked:
    * pushed by a central's drain (under its lock), popped by this thread. */
   _Atomic(neap_span *) inbox;

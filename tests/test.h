@@ -25,6 +25,8 @@
 #define NEAP_TEST_H
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -142,6 +144,29 @@ TEST__FN size_t test_rss_bytes(void) {
     fclose(f);
   }
   return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A field of /proc/<pid>/smaps_rollup in bytes ("Rss", "LazyFree", ...;
+ * pid 0: self), read with open/read into a stack buffer: no allocation,
+ * so a process measuring itself stays idle. 0 if absent. */
+TEST__FN size_t test_smaps_field(int pid, const char *field) {
+  char path[64], buf[4096];
+  if (pid == 0) snprintf(path, sizeof path, "/proc/self/smaps_rollup");
+  else snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  size_t flen = strlen(field);
+  for (char *line = buf; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+      unsigned long kb = strtoul(line + flen + 1, NULL, 10);
+      return (size_t)kb << 10;
+    }
+  }
+  return 0;
 }
 
 /* Runs one test function and reports its own count of failed checks. */

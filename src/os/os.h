@@ -41,8 +41,9 @@ int neap__os_commit(void *addr, size_t size);
  * stays readable and writable. dontneed=true uses MADV_DONTNEED (RSS drops
  * at once, the pages read as zero afterwards); false uses MADV_FREE (the
  * kernel reclaims lazily; until then the old contents may still be there),
- * falling back to MADV_DONTNEED where MADV_FREE is unsupported. */
-int neap__os_return(void *addr, size_t size, bool dontneed);
+ * falling back to MADV_DONTNEED where MADV_FREE is unsupported. *lazy
+ * (may be NULL) says whether MADV_FREE was what worked. */
+int neap__os_return(void *addr, size_t size, bool dontneed, bool *lazy);
 
 /* Give a range (reserved or ready) back entirely. */
 int neap__os_unmap(void *addr, size_t size);
@@ -55,6 +56,20 @@ int neap__os_nohugepage(void *addr, size_t size);
 
 /* Monotonic time in nanoseconds. */
 uint64_t neap__os_nanotime(void);
+/* CPU time the calling thread has used, in nanoseconds. */
+uint64_t neap__os_thread_cputime(void);
+
+/* Start a detached background thread running fn(arg) with every signal
+ * blocked (signals meant for the program never land on it), a small stack
+ * and the given name (at most 15 characters). 0 or an errno value. */
+int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name);
+
+/* Reading small files (/proc, cgroup files) without stdio, which
+ * allocates: open read-only (a file descriptor, or -errno), read (bytes,
+ * 0 at the end, or -errno; retries EINTR), close. */
+int neap__os_open_read(const char *path);
+long neap__os_read(int fd, char *buf, size_t n);
+void neap__os_close(int fd);
 
 /* The value of an environment variable, found by scanning `environ`
  * directly: the first malloc can run before libc is ready for getenv, and

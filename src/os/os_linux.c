@@ -12,6 +12,9 @@
 #include "os/os.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,10 +81,11 @@ int neap__os_commit(void *addr, size_t size) {
   return 0;
 }
 
-int neap__os_return(void *addr, size_t size, bool dontneed) {
+int neap__os_return(void *addr, size_t size, bool dontneed, bool *lazy) {
   int saved = errno;
   int r = -1;
   if (!dontneed) r = madvise(addr, size, MADV_FREE);
+  if (lazy != NULL) *lazy = r == 0;
   if (r != 0) r = madvise(addr, size, MADV_DONTNEED);
   int err = r ? errno : 0;
   errno = saved;
@@ -121,6 +125,57 @@ uint64_t neap__os_nanotime(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t neap__os_thread_cputime(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
+  int saved = errno;
+  pthread_attr_t attr;
+  sigset_t all, old;
+  pthread_t t;
+  int err = pthread_attr_init(&attr);
+  if (err != 0) return err;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 128u << 10); /* plenty for a loop with a few frames */
+  /* The new thread inherits the creator's mask: block everything around
+   * the create, so that no signal can reach it even before it starts. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  err = pthread_create(&t, &attr, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err == 0 && name != NULL) pthread_setname_np(t, name);
+  errno = saved;
+  return err;
+}
+
+int neap__os_open_read(const char *path) {
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  errno = saved;
+  return fd < 0 ? -err : fd;
+}
+
+long neap__os_read(int fd, char *buf, size_t n) {
+  int saved = errno;
+  ssize_t r;
+  do r = read(fd, buf, n);
+  while (r < 0 && errno == EINTR);
+  long out = r < 0 ? -(long)errno : (long)r;
+  errno = saved;
+  return out;
+}
+
+void neap__os_close(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
 }
 
 const char *neap__os_getenv(const char *name) {

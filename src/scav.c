@@ -1,0 +1,432 @@
+/* The scavenger: gives free memory back to the OS, promptly and paced
+ * (Go's bgscavenge, as a pthread), and enforces the memory limit.
+ *
+ * What it owns: the background thread, its pacing, the memory limit's
+ * configuration, and the counts of what went back and why.
+ *
+ * Policy. A free page goes back once it has stayed free for the release
+ * delay (NEAP_RELEASE_DELAY, default 1 s). The heap stamps every page it
+ * frees (heap.c: pages_given_locked); a pass (heap.c: neap__heap_scavenge)
+ * walks the free pages not yet returned from the highest address down,
+ * skips those younger than the delay and those in dense chunks (496 of
+ * 512 pages in use now, or dense less than a delay ago: splitting a huge
+ * page that is nearly all in use saves little and costs a TLB reach), and
+ * returns the rest with MADV_DONTNEED (NEAPDEBUG=madvdontneed=0: MADV_FREE,
+ * and the pages are counted as "returned but maybe resident" until
+ * reused). So a program that frees and reallocates within the delay pays
+ * no page faults (a fault costs ~14 us per 4 KiB page on the development
+ * VM: re-faulting 256 MiB takes a second), while an idle program's RSS
+ * falls to its live heap within about delay + one pass. Why 1 s: it is
+ * ten times the period of the slowest request loops and batch phases we
+ * measured (bench/: peak, churn, real programs showed no re-faults with
+ * it), and it keeps "RSS back within 2 s" true with room for the pass.
+ *
+ * Idle caches. A thread cache keeps up to 32 KiB of empty spans per class
+ * for its next refills (cache.c). Each cycle the scavenger takes them back
+ * from caches that have not refilled since the cycle before, so a thread
+ * that has gone quiet does not pin them.
+ *
+ * Pacing. Work is charged in CPU time (the thread's own clock) against a
+ * token bucket filled at NEAP_SCAVENGER_CPU (default 1% of one core, as
+ * Go) and holding at most 10 s of it (100 ms at 1%): the long-run average
+ * never exceeds the budget, and a burst after a quiet spell (returning
+ * 256 MiB costs ~10 ms here) is not stretched over seconds. Passes work in
+ * quanta of at most 4 MiB (one chunk, one madvise), checking the bucket
+ * between them. With nothing young to wait for, the thread parks on a
+ * condition variable and the heap wakes it when pages are freed (a kick:
+ * one relaxed load on the span-free path); an idle process with nothing to
+ * return is never woken. With idle caches still holding spans it wakes
+ * once per delay to take them.
+ *
+ * Memory limit (NEAP_MEMLIMIT, or NEAP_MEMLIMIT_FRACTION of the cgroup's
+ * limit: memlimit.c). It bounds what neap holds from the OS: grown pages
+ * not returned, plus metadata. An allocation that could take neap past it
+ * first runs neap__scav_limit_work synchronously (heap.c:
+ * limit_admit_locked): take every cache's kept spans, drain the centrals,
+ * and return free pages regardless of delay and density down to 95% of
+ * the limit. In hard mode the allocation then fails with ENOMEM if it
+ * still does not fit. The background thread pursues the same 95% goal
+ * with forced passes while the process is over it.
+ *
+ * Lifecycle. The thread starts lazily, from a kick once the heap has grown
+ * past 8 MiB (a process that allocates little never gets one), never while
+ * a neap lock is held (pthread_create allocates). In a forked child it
+ * does not exist: the child's state is reset and the next kick starts a
+ * new one. At exit it simply stops with the process: it holds no lock
+ * across a syscall but the work mutex, and what it has taken out of the
+ * page allocator is never user memory. NEAPDEBUG=scavenger=0: no thread;
+ * memory goes back on neap_release, malloc_trim and the limit only.
+ *
+ * Locking: `work` serialises every pass (background, limit, neap_release)
+ * and the fork handler takes it first, so a child never inherits a run
+ * taken out of the page allocator. Order: work -> cache registry ->
+ * centrals -> heap -> meta; `lock` (the condition variable's) is a leaf.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "heap.h"
+#include "memlimit.h"
+#include "neap.h"
+#include "options.h"
+#include "os/os.h"
+
+#define START_BYTES ((uint64_t)8 << 20) /* the heap size that starts the thread */
+#define QUANTUM_BYTES ((size_t)NEAP_CHUNK_SIZE)
+#define MIN_SLEEP_MS 10u
+
+enum { ST_NONE, ST_STARTING, ST_RUNNING, ST_OFF };
+
+static struct {
+  pthread_mutex_t work;   /* one pass at a time; taken first at fork */
+  pthread_mutex_t lock;   /* guards kicked and the condition variable */
+  pthread_cond_t cond;    /* CLOCK_MONOTONIC */
+  bool cond_ready;
+  bool kicked;
+  _Atomic int state;
+  _Atomic bool big;       /* the heap has grown past START_BYTES */
+  _Atomic bool parked;    /* waiting for a kick, with no timeout */
+  neap__pacer pacer;      /* the thread's only */
+  uint64_t cursor;        /* where the background pass continues */
+  uint32_t last_trim_ms;
+  /* Totals (relaxed atomics: read by statistics any time). */
+  _Atomic uint64_t bg_bytes, eager_bytes, forced_bytes, cycles, cpu_ns;
+  /* Since the last trace line. */
+  uint64_t trace_bg, trace_eager;
+} scav = {.work = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
+
+#define ADD(field, v) atomic_fetch_add_explicit(&scav.field, (v), memory_order_relaxed)
+
+/* --- the clock */
+
+static uint32_t (*test_clock)(void);
+
+uint32_t neap__now_ms(void) {
+  if (NEAP_UNLIKELY(test_clock != NULL)) return test_clock();
+  return (uint32_t)(neap__os_nanotime() / 1000000u);
+}
+
+void neap__scav_test_clock(uint32_t (*fn)(void)) { test_clock = fn; }
+
+/* --- the pacer: a token bucket of CPU time */
+
+/* Credit is kept in ns x 10000 so that every nanosecond of wall time earns
+ * exactly rate_bp units: no rounding, however small the budget. */
+void neap__pacer_init(neap__pacer *p, long cpu_bp, uint64_t now_ns) {
+  p->rate_bp = cpu_bp > 0 ? (uint64_t)cpu_bp : 1;
+  p->cap = (int64_t)(10000000000ull * p->rate_bp); /* 10 s of budget */
+  p->credit = p->cap;
+  p->last_ns = now_ns;
+}
+
+void neap__pacer_refill(neap__pacer *p, uint64_t now_ns) {
+  if (now_ns <= p->last_ns) return;
+  uint64_t dt = now_ns - p->last_ns;
+  p->last_ns = now_ns;
+  if (dt > 1000000000000ull) dt = 1000000000000ull; /* 1000 s fills any bucket */
+  int64_t c = p->credit + (int64_t)(dt * p->rate_bp);
+  p->credit = c > p->cap ? p->cap : c;
+}
+
+void neap__pacer_charge(neap__pacer *p, uint64_t worked_ns) {
+  if (worked_ns > 1000000000000ull) worked_ns = 1000000000000ull;
+  p->credit -= (int64_t)(worked_ns * 10000u);
+}
+
+bool neap__pacer_may_work(const neap__pacer *p) { return p->credit > 0; }
+
+int64_t neap__pacer_credit_ns(const neap__pacer *p) { return p->credit / 10000; }
+
+uint64_t neap__pacer_wait_ns(const neap__pacer *p) {
+  if (p->credit > 0) return 0;
+  return (uint64_t)(-p->credit) / p->rate_bp + 1;
+}
+
+/* --- tracing */
+
+static size_t fmt_u64(char *out, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do tmp[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* "neap: scav X KiB work (bg), Y KiB work (eager), Z KiB now, U% util"
+ * in Go's scavtrace format: X and Y since the previous line, Z what neap
+ * holds from the OS now, U the share of it in spans in use. */
+static void trace(const char *tail) {
+  if (!neap__opt.scavtrace) return;
+  neap_heap_stats hs;
+  neap__heap_stats(&hs);
+  uint64_t inuse = hs.pages_inuse << NEAP_PAGE_SHIFT;
+  uint64_t util = hs.held ? inuse * 100 / hs.held : 0;
+  char buf[200];
+  size_t n = 0;
+#define S(str) (memcpy(buf + n, str, sizeof str - 1), n += sizeof str - 1)
+  S("neap: scav ");
+  n += fmt_u64(buf + n, scav.trace_bg >> 10);
+  S(" KiB work (bg), ");
+  n += fmt_u64(buf + n, scav.trace_eager >> 10);
+  S(" KiB work (eager), ");
+  n += fmt_u64(buf + n, hs.held >> 10);
+  S(" KiB now, ");
+  n += fmt_u64(buf + n, util);
+  S("% util");
+#undef S
+  size_t t = strlen(tail);
+  memcpy(buf + n, tail, t);
+  n += t;
+  buf[n++] = '\n';
+  neap__os_write_err(buf, n);
+  scav.trace_bg = scav.trace_eager = 0;
+}
+
+/* --- passes */
+
+static bool dontneed(void) { return neap__opt.madvdontneed != 0; }
+
+/* The background goal under a memory limit: 95% of it (Go's). */
+static size_t limit_goal(void) {
+  size_t limit = neap__memlimit_bytes();
+  return limit ? limit - limit / 20 : 0;
+}
+
+typedef struct step_result {
+  bool young, dense, done;
+  uint32_t next_ms;
+  size_t released;
+  bool budget_out;
+} step_result;
+
+/* One background step: passes in quanta while the bucket has credit. */
+static step_result background_step(uint32_t now) {
+  step_result r = {.young = false};
+  long delay = neap__opt.release_delay;
+  pthread_mutex_lock(&scav.work);
+  if (delay >= 0 && (uint32_t)(now - scav.last_trim_ms) >= (uint32_t)delay) {
+    scav.last_trim_ms = now;
+    neap__cache_trim(false);
+  }
+  for (;;) {
+    neap__pacer_refill(&scav.pacer, neap__os_nanotime());
+    if (!neap__pacer_may_work(&scav.pacer)) {
+      r.budget_out = true;
+      break;
+    }
+    size_t goal = limit_goal();
+    bool over = goal != 0 && neap__heap_held() > goal;
+    if (delay < 0 && !over) {
+      r.done = true;
+      break;
+    }
+    neap_scav_pass sp = {.now_ms = now,
+                         .delay_ms = delay < 0 ? 0 : (uint32_t)delay,
+                         .force = over,
+                         .dontneed = dontneed(),
+                         .max_bytes = QUANTUM_BYTES,
+                         .cursor = scav.cursor};
+    uint64_t t0 = neap__os_thread_cputime();
+    neap__heap_scavenge(&sp);
+    uint64_t worked = neap__os_thread_cputime() - t0;
+    neap__pacer_charge(&scav.pacer, worked);
+    ADD(cpu_ns, worked);
+    scav.cursor = sp.cursor;
+    r.released += sp.released;
+    if (sp.young && (!r.young || sp.next_ms < r.next_ms)) r.next_ms = sp.next_ms;
+    r.young |= sp.young;
+    r.dense |= sp.dense;
+    if (over) {
+      ADD(eager_bytes, sp.released); /* the limit's work, done in the background */
+      scav.trace_eager += sp.released;
+    } else {
+      ADD(bg_bytes, sp.released);
+      scav.trace_bg += sp.released;
+    }
+    if (sp.done) {
+      r.done = true;
+      ADD(cycles, 1);
+      if (scav.trace_bg || scav.trace_eager) trace("");
+      if (!over || sp.released == 0) break;
+    }
+  }
+  pthread_mutex_unlock(&scav.work);
+  return r;
+}
+
+/* How long to sleep after a step (ms); UINT32_MAX: park until kicked. */
+static uint32_t sleep_after(const step_result *r) {
+  if (r->budget_out) {
+    uint64_t ms = neap__pacer_wait_ns(&scav.pacer) / 1000000u + 1;
+    return ms < MIN_SLEEP_MS ? MIN_SLEEP_MS : (uint32_t)ms;
+  }
+  if (!r->done) return 0; /* a quantum ended the step: go on */
+  long delay = neap__opt.release_delay;
+  uint32_t d = delay < 0 ? UINT32_MAX : (uint32_t)delay;
+  if (r->young) return r->next_ms < MIN_SLEEP_MS ? MIN_SLEEP_MS : r->next_ms;
+  if (r->dense) return d < 1000 ? 1000 : d; /* dense chunks change only as the program allocates */
+  size_t goal = limit_goal();
+  if (goal != 0 && neap__heap_held() > goal) return 1000; /* over the limit, nothing to return now */
+  return UINT32_MAX;
+}
+
+/* --- the thread */
+
+static void wait_ms(uint32_t ms) {
+  pthread_mutex_lock(&scav.lock);
+  if (ms == UINT32_MAX) {
+    while (!scav.kicked) pthread_cond_wait(&scav.cond, &scav.lock);
+  } else if (!scav.kicked) {
+    struct timespec ts;
+    uint64_t t = neap__os_nanotime() + (uint64_t)ms * 1000000u;
+    ts.tv_sec = (time_t)(t / 1000000000u);
+    ts.tv_nsec = (long)(t % 1000000000u);
+    pthread_cond_timedwait(&scav.cond, &scav.lock, &ts);
+  }
+  scav.kicked = false;
+  pthread_mutex_unlock(&scav.lock);
+}
+
+static void *scav_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    step_result r = background_step(neap__now_ms());
+    uint32_t ms = sleep_after(&r);
+    if (ms == 0) continue;
+    if (ms == UINT32_MAX) {
+      /* Park. Set the flag, then look once more: a free that finds the
+       * flag clear happened before this look and is seen by it. */
+      atomic_store(&scav.parked, true);
+      neap_heap_stats hs;
+      neap__heap_stats(&hs);
+      bool idle_caches = neap__cache_trim_pending();
+      if (hs.pages_free > hs.pages_scavenged || idle_caches) {
+        atomic_store(&scav.parked, false);
+        long delay = neap__opt.release_delay;
+        ms = delay < 0 ? UINT32_MAX : (uint32_t)(delay < (long)MIN_SLEEP_MS ? MIN_SLEEP_MS : delay);
+        if (ms == UINT32_MAX) ms = 1000;
+      }
+    }
+    wait_ms(ms);
+    atomic_store(&scav.parked, false);
+  }
+  return NULL;
+}
+
+static void start(void) {
+  int expect = ST_NONE;
+  if (!atomic_compare_exchange_strong(&scav.state, &expect, ST_STARTING)) return;
+  if (!neap__options_parsed()) { /* too early (the dynamic loader): later */
+    atomic_store(&scav.state, ST_NONE);
+    return;
+  }
+  if (!neap__opt.scavenger) {
+    atomic_store(&scav.state, ST_OFF);
+    return;
+  }
+  if (!scav.cond_ready) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&scav.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    scav.cond_ready = true;
+  }
+  neap__pacer_init(&scav.pacer, neap__opt.scavenger_cpu, neap__os_nanotime());
+  /* pthread_create allocates (the new thread's TLS): no neap lock is held. */
+  int err = neap__os_thread_start(scav_main, NULL, "neap-scavenger");
+  /* A process that cannot make threads (RLIMIT_NPROC, seccomp) keeps
+   * working; its memory goes back on neap_release and the limit only. */
+  atomic_store(&scav.state, err == 0 ? ST_RUNNING : ST_OFF);
+}
+
+void neap__scav_heap_grew(uint64_t bytes) {
+  if (bytes > START_BYTES && !atomic_load_explicit(&scav.big, memory_order_relaxed))
+    atomic_store_explicit(&scav.big, true, memory_order_relaxed);
+}
+
+void neap__scav_kick(void) {
+  int st = atomic_load_explicit(&scav.state, memory_order_relaxed);
+  if (NEAP_LIKELY(st == ST_RUNNING)) {
+    if (atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
+      pthread_mutex_lock(&scav.lock);
+      scav.kicked = true;
+      pthread_cond_signal(&scav.cond);
+      pthread_mutex_unlock(&scav.lock);
+    }
+    return;
+  }
+  if (st == ST_NONE && atomic_load_explicit(&scav.big, memory_order_relaxed)) start();
+}
+
+bool neap__scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; }
+
+/* --- synchronous work */
+
+void neap__scav_limit_work(size_t bytes, bool all) {
+  pthread_mutex_lock(&scav.work);
+  neap__cache_trim(true);
+  neap__central_reclaim();
+  neap_scav_pass sp = {.force = true, .dontneed = dontneed(), .cursor = UINT64_MAX, .max_bytes = all ? 0 : bytes};
+  uint64_t t0 = neap__os_thread_cputime();
+  neap__heap_scavenge(&sp);
+  ADD(cpu_ns, neap__os_thread_cputime() - t0);
+  ADD(eager_bytes, sp.released);
+  scav.trace_eager += sp.released;
+  pthread_mutex_unlock(&scav.work);
+}
+
+size_t neap_release(void) {
+  neap__process_init();
+  pthread_mutex_lock(&scav.work);
+  neap__cache_trim(true);
+  neap__central_reclaim();
+  uint64_t t0 = neap__os_thread_cputime();
+  size_t bytes = neap__heap_release(dontneed());
+  ADD(cpu_ns, neap__os_thread_cputime() - t0);
+  ADD(forced_bytes, bytes);
+  if (neap__opt.scavtrace) {
+    scav.trace_bg += bytes;
+    trace(" (forced)");
+  }
+  pthread_mutex_unlock(&scav.work);
+  return bytes;
+}
+
+void neap__scav_totals(neap_scav_totals *out) {
+  out->bg_bytes = atomic_load_explicit(&scav.bg_bytes, memory_order_relaxed);
+  out->eager_bytes = atomic_load_explicit(&scav.eager_bytes, memory_order_relaxed);
+  out->forced_bytes = atomic_load_explicit(&scav.forced_bytes, memory_order_relaxed);
+  out->cycles = atomic_load_explicit(&scav.cycles, memory_order_relaxed);
+  out->cpu_ns = atomic_load_explicit(&scav.cpu_ns, memory_order_relaxed);
+  out->running = neap__scav_running();
+}
+
+/* One background step at `now` for tests (no thread needed): returns the
+ * sleep it would choose (UINT32_MAX: park) and the bytes it returned. */
+uint32_t neap__scav_test_step(uint32_t now, size_t *released) {
+  if (scav.pacer.rate_bp == 0) neap__pacer_init(&scav.pacer, neap__opt.scavenger_cpu, neap__os_nanotime());
+  step_result r = background_step(now);
+  if (released) *released = r.released;
+  return r.done || r.budget_out ? sleep_after(&r) : 0;
+}
+
+void neap__scav_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) {
+    pthread_mutex_lock(&scav.work);
+    return;
+  }
+  if (phase == NEAP_FORK_CHILD) {
+    /* No scavenger thread here: reset, and let the next kick start one. */
+    pthread_mutex_init(&scav.work, NULL);
+    pthread_mutex_init(&scav.lock, NULL);
+    scav.cond_ready = false;
+    scav.kicked = false;
+    atomic_store(&scav.parked, false);
+    if (atomic_load(&scav.state) != ST_OFF) atomic_store(&scav.state, ST_NONE);
+    return;
+  }
+  pthread_mutex_unlock(&scav.work);
+}
