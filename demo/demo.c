@@ -1,92 +1,417 @@
-/* make demo: neap's heap at work, layer by layer.
+/* make demo: the incident neap is built for, replayed.
  *
- * It allocates through the native API and prints, after each step, what
- * the page heap holds: pages grown from the OS, in use by spans, free, and
- * free-and-untouched (scavenged). The scavenger issue turns this into the
- * real demo (RSS over time against glibc).
+ * Two scenarios from the reports of services restarted for "leaks" that
+ * were memory the allocator had freed but kept:
+ *   peak   allocate and touch 256 MiB (half small blocks, half 64 KiB to
+ *          4 MiB ones) ten times, freeing each, then idle;
+ *   frag   about 1 GiB of 64-byte and 1 KiB objects (one of each in
+ *          turn), 90% freed at random, then idle.
+ * Each runs three times: under glibc's malloc, under neap (LD_PRELOAD of
+ * libneap.so), and under neap with NEAPDEBUG=madvdontneed=0 (pages go
+ * back with MADV_FREE). The run samples itself every 100 ms from a thread
+ * that never allocates: the kernel's view (RSS and LazyFree, from
+ * /proc/self/smaps_rollup) and, under neap, neap's own account
+ * (neap_stats_read, found with dlsym): bytes in use, free but kept,
+ * returned, and returned but possibly still resident.
+ *
+ * The driver prints an RSS-over-time table per scenario, with neap's
+ * account beside the kernel's, and writes one SVG plot per scenario
+ * (demo-peak.svg, demo-frag.svg) into the current directory or -o DIR.
+ *
+ *   neap-demo [-o DIR] [-s SCALE] [-i IDLE_S] [--lib PATH]
+ *   neap-demo work peak|frag SCALE IDLE_S     (one run; the driver's child)
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "heap.h"
 #include "neap.h"
 
-static void show(const char *what) {
-  neap_heap_stats s;
-  neap__heap_stats(&s);
-  printf("  %-44s grown %7.1f MiB  in use %7.1f MiB  free %7.1f MiB (untouched %7.1f MiB)  live %8.1f KiB\n", what,
-         (double)s.pages_grown * NEAP_PAGE_SIZE / 1048576.0, (double)s.pages_inuse * NEAP_PAGE_SIZE / 1048576.0,
-         (double)s.pages_free * NEAP_PAGE_SIZE / 1048576.0,
-         (double)s.pages_scavenged * NEAP_PAGE_SIZE / 1048576.0, (double)neap__heap_live_bytes() / 1024.0);
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void describe(const char *label, void *p) {
-  neap_span *s = neap__span_of((uintptr_t)p);
-  if (s == NULL) return;
-  if (s->sizeclass)
-    printf("  %-10s %p  class %2u (%5u B objects, %u per %u-page span), span at %#lx\n", label, p, s->sizeclass,
-           s->elemsize, s->nelems, s->npages, (unsigned long)s->base);
-  else
-    printf("  %-10s %p  large: a span of its own, %u pages (%zu KiB)\n", label, p, s->npages,
-           neap__span_bytes(s) / 1024);
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
-enum { N = 400000 };
-static void *objs[N];
+/* ---------------------------------------------------------------- the run */
 
-static void *consumer(void *arg) {
+static int (*stats_read)(neap_stats_t *, size_t);
+static _Atomic int phase;         /* 0 working, 1 idle after the last free */
+static _Atomic int stop_sampling;
+static double t_free;             /* when the last free returned */
+
+/* A smaps_rollup field in KiB, read without allocating. */
+static long smaps_kib(const char *buf, const char *field) {
+  size_t n = strlen(field);
+  for (const char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+    if (strncmp(l, field, n) == 0 && l[n] == ':') return strtol(l + n + 1, NULL, 10);
+  return 0;
+}
+
+/* One line per 100 ms on stdout (write(2), no stdio):
+ * "S t phase rss_kib lazyfree_kib inuse_kib free_kib released_kib resident_kib" */
+static void *sampler(void *arg) {
   (void)arg;
-  for (int i = 0; i < N; i += 2) neap_free(objs[i]); /* frees from another thread */
+  double t0 = now_s();
+  while (!atomic_load(&stop_sampling)) {
+    char buf[4096], line[256];
+    long rss = 0, lazy = 0;
+    int fd = open("/proc/self/smaps_rollup", O_RDONLY);
+    if (fd >= 0) {
+      ssize_t n = read(fd, buf, sizeof buf - 1);
+      close(fd);
+      if (n > 0) {
+        buf[n] = 0;
+        rss = smaps_kib(buf, "Rss");
+        lazy = smaps_kib(buf, "LazyFree");
+      }
+    }
+    long inuse = -1, fre = -1, rel = -1, res = -1;
+    neap_stats_t st;
+    if (stats_read && stats_read(&st, sizeof st) == 0) {
+      inuse = (long)(st.heap_inuse >> 10);
+      fre = (long)((st.heap_idle - st.heap_released) >> 10);
+      rel = (long)(st.heap_released >> 10);
+      res = (long)(st.heap_released_resident >> 10);
+    }
+    int ph = atomic_load(&phase);
+    double t = ph ? now_s() - t_free : now_s() - t0;
+    int len = snprintf(line, sizeof line, "S %.2f %d %ld %ld %ld %ld %ld %ld\n", t, ph, rss, lazy, inuse, fre, rel, res);
+    if (write(1, line, (size_t)len) < 0) break;
+    sleep_s(0.1);
+  }
   return NULL;
 }
 
-int main(void) {
-  printf("neap %s: the Go runtime's allocator design, in C\n\n", NEAP_VERSION);
-  printf("Layers: os -> arenas (64 MiB, reserved) -> page allocator (8 KiB pages, 4 MiB chunks,\n"
-         "radix summaries) -> spans -> %d size classes -> central lists -> per-thread caches\n\n",
-         NEAP_NUM_CLASSES - 1);
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
 
-  printf("1. A few allocations and where they land:\n");
-  void *a = neap_malloc(24), *b = neap_malloc(24), *c = neap_malloc(1000), *d = neap_malloc(100000);
-  void *e = neap_aligned_alloc(4096, 5000);
-  describe("24 B", a);
-  describe("24 B", b);
-  describe("1000 B", c);
-  describe("100000 B", d);
-  describe("4 KiB-al.", e);
-  printf("  (same class, same span, neighbours: %s)\n\n", (char *)b - (char *)a == 32 ? "yes" : "no");
-  show("after them");
-  neap_free(a), neap_free(b), neap_free(c), neap_free(d), neap_free(e);
+static void work_peak(double scale) {
+  size_t round = (size_t)(256 * MiB * scale);
+  for (int r = 0; r < 10; r++) {
+    size_t cap = round / 256 + 64, n = 0, small = 0, large = 0;
+    void **ptrs = malloc(cap * sizeof *ptrs);
+    while (small + large < round && n < cap) {
+      size_t sz = large < small ? (64 * KiB) << (next_rand() % 7) : 16 + next_rand() % 1009;
+      char *p = malloc(sz);
+      if (p == NULL) exit(1);
+      for (size_t i = 0; i < sz; i += 4096) p[i] = (char)i;
+      ptrs[n++] = p;
+      *(sz > 32 * KiB ? &large : &small) += sz;
+    }
+    for (size_t i = n; i > 1; i--) {
+      size_t j = next_rand() % i;
+      void *t = ptrs[i - 1];
+      ptrs[i - 1] = ptrs[j];
+      ptrs[j] = t;
+    }
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+    free(ptrs);
+  }
+}
 
-  printf("\n2. The page heap grows for %d objects of 256 B (%.0f MiB) and shrinks when they go:\n", N,
-         N * 256.0 / 1048576.0);
-  show("before");
-  for (int i = 0; i < N; i++) objs[i] = neap_malloc(256);
-  show("allocated");
+static void *survivors;
+
+static void work_frag(double scale) {
+  size_t total = (size_t)(1024 * MiB * scale), got = 0, n = 0, cap = total / 64 + 2;
+  void **ptrs = malloc(cap * sizeof *ptrs);
+  while (got < total && n < cap) {
+    size_t sz = (n & 1) ? 1024 : 64;
+    uint64_t *p = malloc(sz);
+    if (p == NULL) exit(1);
+    p[0] = n;
+    p[sz / 8 - 1] = n;
+    ptrs[n++] = p;
+    got += sz;
+  }
+  size_t P = 2654435761u % n;
+  while (P == 0 || n % P == 0) P++;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (k * P) % n;
+    void **p = ptrs[i];
+    if ((i * 0x9e3779b97f4a7c15ull >> 40) % 10 == 0) {
+      p[0] = survivors;
+      survivors = p;
+    } else {
+      free(p);
+    }
+  }
+  free(ptrs);
+}
+
+static int run_work(const char *scenario, double scale, double idle) {
+  *(void **)&stats_read = dlsym(RTLD_DEFAULT, "neap_stats_read");
   pthread_t t;
-  pthread_create(&t, NULL, consumer, NULL);
-  for (int i = 1; i < N; i += 2) neap_free(objs[i]);
+  pthread_create(&t, NULL, sampler, NULL);
+  if (strcmp(scenario, "peak") == 0) work_peak(scale);
+  else work_frag(scale);
+  t_free = now_s();
+  atomic_store(&phase, 1);
+  sleep_s(idle); /* idle: no allocator calls */
+  atomic_store(&stop_sampling, 1);
   pthread_join(t, NULL);
-  show("all freed (half by another thread)");
-  neap_thread_flush();
-  neap__central_reclaim();
-  show("spans handed back to the page heap");
+  while (survivors) {
+    void *next = *(void **)survivors;
+    free(survivors);
+    survivors = next;
+  }
+  return 0;
+}
 
-  printf("\n3. Those pages now serve another size class without growing the heap:\n");
-  for (int i = 0; i < N / 8; i++) objs[i] = neap_malloc(1500);
-  show("50000 objects of 1500 B");
-  for (int i = 0; i < N / 8; i++) neap_free(objs[i]);
-  neap_thread_flush();
+/* ------------------------------------------------------------- the driver */
 
-  printf("\n4. Large objects take spans straight from the page heap and give them back on free:\n");
-  void *big = neap_malloc(48u << 20);
-  memset(big, 1, 48u << 20);
-  show("one 48 MiB object, touched");
-  big = neap_realloc(big, 96u << 20);
-  show("realloc'd to 96 MiB");
-  neap_free(big);
-  show("freed");
-  printf("\nFree pages stay committed for reuse; the scavenger (next) returns them to the OS.\n");
-  return neap__heap_live_bytes() == 0 ? 0 : 1;
+#define MAXS 4096
+typedef struct sample {
+  double t;
+  int phase;
+  long rss, lazy, inuse, fre, rel, res;
+} sample;
+
+typedef struct series {
+  const char *name;
+  sample s[MAXS];
+  int n;
+  double work_s;
+} series;
+
+static char self[4096];
+
+static int collect(series *out, const char *scenario, const char *lib, int madvfree, double scale, double idle) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  double t0 = now_s();
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    if (lib) setenv("LD_PRELOAD", lib, 1);
+    else unsetenv("LD_PRELOAD");
+    if (madvfree) setenv("NEAPDEBUG", "madvdontneed=0", 1);
+    else unsetenv("NEAPDEBUG");
+    char sc[32], id[32];
+    snprintf(sc, sizeof sc, "%g", scale);
+    snprintf(id, sizeof id, "%g", idle);
+    execl(self, self, "work", scenario, sc, id, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE *f = fdopen(fds[0], "r");
+  char line[256];
+  out->n = 0;
+  double first_idle = -1;
+  while (fgets(line, sizeof line, f)) {
+    sample s;
+    if (sscanf(line, "S %lf %d %ld %ld %ld %ld %ld %ld", &s.t, &s.phase, &s.rss, &s.lazy, &s.inuse, &s.fre, &s.rel,
+               &s.res) == 8 && out->n < MAXS) {
+      if (s.phase && first_idle < 0) first_idle = now_s() - t0;
+      out->s[out->n++] = s;
+    }
+  }
+  fclose(f);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  out->work_s = first_idle;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* The last sample at or before idle time t (phase 1; for t = 0 the first
+ * one), or NULL. */
+static const sample *at(const series *s, double t) {
+  const sample *best = NULL;
+  for (int i = 0; i < s->n; i++) {
+    if (!s->s[i].phase) continue;
+    if (best == NULL || s->s[i].t <= t + 0.05) best = &s->s[i];
+    if (s->s[i].t > t + 0.05) break;
+  }
+  return best;
+}
+
+static long peak_rss(const series *s) {
+  long m = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->s[i].rss > m) m = s->s[i].rss;
+  return m;
+}
+
+static void mib(char *out, size_t n, long kib) {
+  if (kib < 0) snprintf(out, n, "-");
+  else snprintf(out, n, "%.1f", (double)kib / 1024.0);
+}
+
+static void print_table(const char *scenario, series *runs, int nruns, double idle) {
+  printf("\n%s: RSS (MiB) after the last free, and neap's own account\n", scenario);
+  printf("  work time (s):");
+  for (int r = 0; r < nruns; r++) printf("  %s %.1f", runs[r].name, runs[r].work_s);
+  printf("\n  peak RSS (MiB):");
+  for (int r = 0; r < nruns; r++) printf("  %s %.1f", runs[r].name, (double)peak_rss(&runs[r]) / 1024.0);
+  printf("\n\n  %6s |", "t (s)");
+  for (int r = 0; r < nruns; r++) printf(" %10s", runs[r].name);
+  printf(" | %-40s | %-40s\n", "neap: in use / free / returned / resident", "neap MADV_FREE: same, kernel LazyFree");
+  for (double t = 0; t <= idle + 1e-9; t += 0.5) {
+    char c[8][16];
+    printf("  %6.1f |", t);
+    for (int r = 0; r < nruns; r++) {
+      const sample *s = at(&runs[r], t);
+      mib(c[0], sizeof c[0], s ? s->rss : -1);
+      printf(" %10s", c[0]);
+    }
+    printf(" |");
+    for (int r = 1; r < nruns && r < 3; r++) {
+      const sample *s = at(&runs[r], t);
+      if (!s) {
+        printf(" %-40s |", "-");
+        continue;
+      }
+      char buf[128];
+      mib(c[0], 16, s->inuse), mib(c[1], 16, s->fre), mib(c[2], 16, s->rel), mib(c[3], 16, s->res);
+      if (r == 2) {
+        mib(c[4], 16, s->lazy);
+        snprintf(buf, sizeof buf, "%s / %s / %s / %s, %s", c[0], c[1], c[2], c[3], c[4]);
+      } else {
+        snprintf(buf, sizeof buf, "%s / %s / %s / %s", c[0], c[1], c[2], c[3]);
+      }
+      printf(" %-40s %s", buf, r == 1 ? "|" : "");
+    }
+    printf("\n");
+  }
+}
+
+/* RSS over time, one line per run: the working phase squeezed into the
+ * first quarter of the x axis, the idle phase after the last free in the
+ * rest, so that both the peak and the return show. */
+static void write_svg(const char *dir, const char *scenario, series *runs, int nruns, double idle) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/demo-%s.svg", dir, scenario);
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    perror(path);
+    return;
+  }
+  const double W = 760, H = 360, L = 70, R = 20, T = 40, B = 50;
+  const double pw = W - L - R, ph = H - T - B, split = L + pw * 0.25;
+  long ymax = 1;
+  double wmax = 0.1;
+  for (int r = 0; r < nruns; r++) {
+    if (peak_rss(&runs[r]) > ymax) ymax = peak_rss(&runs[r]);
+    for (int i = 0; i < runs[r].n; i++)
+      if (!runs[r].s[i].phase && runs[r].s[i].t > wmax) wmax = runs[r].s[i].t;
+  }
+  double ytop = (double)ymax / 1024.0 * 1.1;
+  static const char *colors[] = {"#d62728", "#1f77b4", "#2ca02c"};
+  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+          "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+  fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"15\">%s: RSS over time (MiB); last free at the dashed line</text>\n",
+          L, scenario);
+  fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T + ph, L + pw, T + ph);
+  fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T, L, T + ph);
+  fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"gray\" stroke-dasharray=\"4,4\"/>\n", split,
+          T, split, T + ph);
+  for (int k = 0; k <= 4; k++) {
+    double y = T + ph - ph * k / 4.0;
+    fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.0f</text>\n", L - 6, y + 4, ytop * k / 4.0);
+  }
+  for (int k = 0; k <= (int)idle; k++) {
+    double x = split + (pw * 0.75) * k / idle;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">+%d s</text>\n", x, T + ph + 18, k);
+  }
+  fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">working</text>\n", L + pw * 0.125, T + ph + 18);
+  for (int r = 0; r < nruns; r++) {
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[r % 3]);
+    for (int i = 0; i < runs[r].n; i++) {
+      const sample *s = &runs[r].s[i];
+      double x = s->phase ? split + (pw * 0.75) * (s->t > idle ? idle : s->t) / idle : L + (pw * 0.25) * s->t / wmax;
+      double y = T + ph - ph * ((double)s->rss / 1024.0) / ytop;
+      fprintf(f, "%.1f,%.1f ", x, y);
+    }
+    fprintf(f, "\"/>\n<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n", L + pw - 160, T + 16 + 16.0 * r,
+            colors[r % 3], runs[r].name);
+  }
+  fprintf(f, "</svg>\n");
+  fclose(f);
+  printf("  plot: %s\n", path);
+}
+
+/* libneap.so next to this program (build/), or in ../lib (installed). */
+static int find_lib(char *out, size_t n) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", self);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  const char *tries[] = {"%s/libneap.so", "%s/../lib/libneap.so", "%s/../lib64/libneap.so"};
+  for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    snprintf(out, n, tries[i], dir);
+    if (access(out, R_OK) == 0) return 0;
+  }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) return 1;
+  self[len] = 0;
+  if (argc == 5 && strcmp(argv[1], "work") == 0) return run_work(argv[2], atof(argv[3]), atof(argv[4]));
+  const char *dir = ".";
+  double scale = 1.0, idle = 3.0;
+  char lib[4200] = "";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) dir = argv[++i];
+    else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) scale = atof(argv[++i]);
+    else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) idle = atof(argv[++i]);
+    else if (strcmp(argv[i], "--lib") == 0 && i + 1 < argc) snprintf(lib, sizeof lib, "%s", argv[++i]);
+    else {
+      fprintf(stderr, "usage: neap-demo [-o DIR] [-s SCALE] [-i IDLE_SECONDS] [--lib libneap.so]\n");
+      return 2;
+    }
+  }
+  if (!lib[0] && find_lib(lib, sizeof lib) != 0) {
+    fprintf(stderr, "neap-demo: libneap.so not found next to %s (use --lib)\n", self);
+    return 1;
+  }
+  printf("neap demo: memory freed, and when the process sees it again (idle %.0f s after the last free)\n", idle);
+  printf("glibc = the system malloc; neap = LD_PRELOAD=%s; neap-free = the same with NEAPDEBUG=madvdontneed=0\n", lib);
+  static series runs[3];
+  const char *scenarios[] = {"peak", "frag"};
+  for (int k = 0; k < 2; k++) {
+    runs[0].name = "glibc";
+    runs[1].name = "neap";
+    runs[2].name = "neap-free";
+    for (int r = 0; r < 3; r++) {
+      fprintf(stderr, "  running %s under %s...\n", scenarios[k], runs[r].name);
+      if (collect(&runs[r], scenarios[k], r ? lib : NULL, r == 2, scale, idle) != 0) {
+        fprintf(stderr, "neap-demo: the %s run of %s failed\n", runs[r].name, scenarios[k]);
+        return 1;
+      }
+    }
+    print_table(scenarios[k], runs, 3, idle);
+    write_svg(dir, scenarios[k], runs, 3, idle);
+  }
+  printf("\nin use: bytes in spans with live objects; free: free pages neap still holds (they go back once free\n"
+         "for NEAP_RELEASE_DELAY, 1 s); returned: given back to the OS; resident: returned with MADV_FREE and\n"
+         "not yet reclaimed by the kernel, so still counted in RSS (compare the kernel's LazyFree).\n");
+  return 0;
 }

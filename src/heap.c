@@ -274,7 +274,7 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   pthread_mutex_unlock(&heap.lock);
-  neap__scav_kick();
+  neap__scav_start_if_needed();
   return s;
 }
 
@@ -322,7 +322,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   pthread_mutex_unlock(&heap.lock);
-  neap__scav_kick();
+  neap__scav_start_if_needed();
   *zeroed = fresh;
   return s;
 }
@@ -361,6 +361,14 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   }
   pthread_mutex_unlock(&heap.lock);
   return ok;
+}
+
+#define MIN_CUT_PAGES 8 /* 64 KiB, Go's scavenging quantum */
+
+/* Whether free page pg was freed less than a delay ago. */
+static bool page_young(const neap_scav_pass *sp, uint64_t pg) {
+  if (sp->force) return false;
+  return (uint32_t)(sp->now_ms - arena_of_page(pg)->freed_at[pg % NEAP_ARENA_PAGES]) < sp->delay_ms;
 }
 
 /* Whether the scavenger may return free page pg now; if not, notes why in
@@ -432,6 +440,13 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
     uint64_t lo = hi;
     while (lo > base && eligible_locked(sp, lo - 1)) lo--;
     uint64_t next_below = lo;
+    /* A small piece cut out of a longer free run by pages not due yet
+     * waits for them: one madvise per 8 KiB costs more than the memory is
+     * worth for a few hundred milliseconds (a program freeing at random
+     * interleaves young and old pages finely). A run bounded by pages in
+     * use goes back whatever its size. */
+    bool cut = (hi < base + n && page_young(sp, hi)) || (lo > base && page_young(sp, lo - 1));
+    if (cut && hi - lo < MIN_CUT_PAGES) lo = hi;
     align_to_os_pages(&lo, &hi);
     if (lo >= hi) {
       pthread_mutex_unlock(&heap.lock);

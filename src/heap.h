@@ -92,6 +92,10 @@ uint32_t neap__now_ms(void);
 /* Free pages appeared (call with no lock but a central's held): wakes a
  * parked scavenger, or starts one where the heap is big enough. Cheap. */
 void neap__scav_kick(void);
+/* After an allocation from the page heap: starts the thread once the heap
+ * has grown big enough (one relaxed load otherwise). Never wakes it:
+ * allocation gives it nothing to do. */
+void neap__scav_start_if_needed(void);
 /* The heap grew to `bytes` (called under the heap lock: only notes it). */
 void neap__scav_heap_grew(uint64_t bytes);
 /* An allocation needs `bytes` held under the limit: take back the caches'
@@ -111,7 +115,7 @@ typedef struct neap_scav_totals {
 } neap_scav_totals;
 void neap__scav_totals(neap_scav_totals *out);
 /* The pacer: a token bucket of CPU time, filled at rate_bp hundredths of
- * a percent of wall time, holding at most 10 s of that. */
+ * a percent of wall time, holding at most 100 s of that. */
 typedef struct neap__pacer {
   uint64_t rate_bp;
   int64_t credit, cap; /* ns x 10000 */

@@ -47,7 +47,7 @@
   X(release_delay, NEAP_RELEASE_DELAY, DURATION, 1000, -1, 86400000,                              \
     "how long a page stays free before the scavenger returns it to the OS (off: never)")          \
   X(scavenger_cpu, NEAP_SCAVENGER_CPU, PERCENT, 100, 1, 10000,                                    \
-    "the scavenger's CPU budget, in percent of one core (averaged; bursts of 10 s worth)")        \
+    "the scavenger's CPU budget, in percent of one core (averaged; bursts of 100 s worth)")        \
   X(memlimit, NEAP_MEMLIMIT, SIZE, 0, -1, (long)1 << 52,                                          \
     "soft limit on the memory neap holds from the OS (0: from the cgroup; off: none)")           \
   X(memlimit_mode, NEAP_MEMLIMIT_MODE, MODE, 0, 0, 1,                                             \

@@ -28,9 +28,12 @@
  *
  * Pacing. Work is charged in CPU time (the thread's own clock) against a
  * token bucket filled at NEAP_SCAVENGER_CPU (default 1% of one core, as
- * Go) and holding at most 10 s of it (100 ms at 1%): the long-run average
- * never exceeds the budget, and a burst after a quiet spell (returning
- * 256 MiB costs ~10 ms here) is not stretched over seconds. Passes work in
+ * Go) and holding at most 100 s of it (1 CPU-second at 1%): the long-run
+ * average never exceeds the budget, and the burst after a big free is not
+ * stretched over minutes. What a burst costs depends on how scattered the
+ * free pages are: one madvise returns 256 MiB of whole blocks in ~10 ms on
+ * the development VM, but 300 MiB of free pages scattered one by one among
+ * live spans take 40,000 calls and ~500 ms (~13 us a call there). Passes work in
  * quanta of at most 4 MiB (one chunk, one madvise), checking the bucket
  * between them. With nothing young to wait for, the thread parks on a
  * condition variable and the heap wakes it when pages are freed (a kick:
@@ -75,6 +78,10 @@
 #define START_BYTES ((uint64_t)8 << 20) /* the heap size that starts the thread */
 #define QUANTUM_BYTES ((size_t)NEAP_CHUNK_SIZE)
 #define MIN_SLEEP_MS 10u
+/* The pacer's bucket holds this much wall time's worth of budget: the
+ * average over any such window is at most twice the budget, the long-run
+ * average the budget itself. */
+#define PACER_WINDOW_NS 100000000000ull /* 100 s: 1 CPU-second at 1% */
 
 enum { ST_NONE, ST_STARTING, ST_RUNNING, ST_OFF };
 
@@ -115,7 +122,7 @@ void neap__scav_test_clock(uint32_t (*fn)(void)) { test_clock = fn; }
  * exactly rate_bp units: no rounding, however small the budget. */
 void neap__pacer_init(neap__pacer *p, long cpu_bp, uint64_t now_ns) {
   p->rate_bp = cpu_bp > 0 ? (uint64_t)cpu_bp : 1;
-  p->cap = (int64_t)(10000000000ull * p->rate_bp); /* 10 s of budget */
+  p->cap = (int64_t)(PACER_WINDOW_NS * p->rate_bp); /* PACER_WINDOW of budget */
   p->credit = p->cap;
   p->last_ns = now_ns;
 }
@@ -265,7 +272,13 @@ static uint32_t sleep_after(const step_result *r) {
   if (!r->done) return 0; /* a quantum ended the step: go on */
   long delay = neap__opt.release_delay;
   uint32_t d = delay < 0 ? UINT32_MAX : (uint32_t)delay;
-  if (r->young) return r->next_ms < MIN_SLEEP_MS ? MIN_SLEEP_MS : r->next_ms;
+  if (r->young) {
+    /* Not sooner than an eighth of the delay: while a program frees
+     * steadily the next page is always nearly due, and each pass reads
+     * every free page's stamp. Pages go back within delay * 9/8. */
+    uint32_t least = d / 8 > MIN_SLEEP_MS ? d / 8 : MIN_SLEEP_MS;
+    return r->next_ms < least ? least : r->next_ms;
+  }
   if (r->dense) return d < 1000 ? 1000 : d; /* dense chunks change only as the program allocates */
   size_t goal = limit_goal();
   if (goal != 0 && neap__heap_held() > goal) return 1000; /* over the limit, nothing to return now */
@@ -359,6 +372,12 @@ void neap__scav_kick(void) {
     return;
   }
   if (st == ST_NONE && atomic_load_explicit(&scav.big, memory_order_relaxed)) start();
+}
+
+void neap__scav_start_if_needed(void) {
+  if (NEAP_UNLIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_NONE) &&
+      atomic_load_explicit(&scav.big, memory_order_relaxed))
+    start();
 }
 
 bool neap__scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; }

@@ -169,6 +169,28 @@ TEST__FN size_t test_smaps_field(int pid, const char *field) {
   return 0;
 }
 
+/* Makes sure the test runs in the environment it needs: the first time
+ * (NEAP_TEST_CHILD unset) it sets each "NAME=value" of env (a bare "NAME"
+ * unsets it) and executes itself again, which is the only way to give
+ * neap options it reads before main. Returns in the second run only. */
+TEST__FN void test_reexec_with(char **argv, const char *const *env) {
+  if (getenv("NEAP_TEST_CHILD") != NULL) return;
+  setenv("NEAP_TEST_CHILD", "1", 1);
+  for (; *env != NULL; env++) {
+    char name[128];
+    const char *eq = strchr(*env, '=');
+    size_t n = eq ? (size_t)(eq - *env) : strlen(*env);
+    if (n >= sizeof name) continue;
+    memcpy(name, *env, n);
+    name[n] = 0;
+    if (eq) setenv(name, eq + 1, 1);
+    else unsetenv(name);
+  }
+  execv("/proc/self/exe", argv);
+  perror("execv");
+  exit(1);
+}
+
 /* Runs one test function and reports its own count of failed checks. */
 #define RUN(t)                                                                   \
   do {                                                                           \
