@@ -55,6 +55,9 @@ ALLOCATORS = [
     ("neap", "NEAP_SO", None, None),  # build/libneap.so, set in main()
 ]
 BASELINE = "mimalloc"
+# Variants run only when named in --alloc: an allocator's library with
+# options set. neap-noscav measures what the background scavenger costs.
+VARIANTS = {"neap-noscav": ("neap", ["NEAPDEBUG=scavenger=0"])}
 
 # name, program, threaded, kind, what it models. kind "time": the figure
 # is work_s; "memory": the memory-return workloads (they idle, and report
@@ -114,7 +117,10 @@ def run_once(runstat, cmd, preload, stdin_path=None, sample=False):
     env.pop("LD_PRELOAD", None)
     statf = tempfile.NamedTemporaryFile(prefix="neap-suite-", suffix=".stat", delete=False)
     statf.close()
-    full = [runstat, "-o", statf.name, "--", "env"] + (["LD_PRELOAD=" + preload] if preload else []) + cmd
+    extra = []
+    if isinstance(preload, tuple):  # (path, ["NAME=value", ...]): a variant
+        preload, extra = preload
+    full = [runstat, "-o", statf.name, "--", "env"] + (["LD_PRELOAD=" + preload] if preload else []) + extra + cmd
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     errf = tempfile.TemporaryFile()  # a file, not a pipe: a chatty program cannot block on it
     outf = tempfile.TemporaryFile()
@@ -186,6 +192,12 @@ def allocator_paths(names, build, install):
                 log("suite: %s not found at %s (apt-get install %s): left out" % (name, path, pkg))
                 continue
         found.append((name, path))
+    for name in names:
+        if name in VARIANTS:
+            base, extra = VARIANTS[name]
+            for n, path in list(found):
+                if n == base:
+                    found.append((name, (path, extra)))
     return found
 
 
@@ -291,7 +303,10 @@ def callgrind_counts(allocs, build, scale):
             env = dict(os.environ)
             env.pop("LD_PRELOAD", None)
             cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", "--trace-children=yes"]
-            cmd += ["env", "LD_PRELOAD=" + path] if path else []
+            extra = []
+            if isinstance(path, tuple):
+                path, extra = path
+            cmd += ["env", "LD_PRELOAD=" + path] + extra if path else []
             cmd += [prog, "-s", str(scale), "-i", "0"]
             r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             total = [int(m.replace(b",", b"")) for m in re.findall(rb"Collected : ([\d,]+)", r.stderr)]

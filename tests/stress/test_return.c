@@ -23,6 +23,8 @@
  *   fork       threads churn with NEAP_RELEASE_DELAY=0 while the main
  *              thread forks; each child allocates, sees its own scavenger
  *              return memory, and exits cleanly
+ *   thp        run with NEAPDEBUG=disablethp=1: the heap's mapping is
+ *              marked MADV_NOHUGEPAGE ("nh" in /proc/self/smaps)
  * Sizes scale with NEAP_RETURN_SCALE (default 1).
  */
 #include <pthread.h>
@@ -402,9 +404,32 @@ static void scenario_fork(void) {
   CHECK(st.scav_bg_bytes > 0);
 }
 
+/* --- NEAPDEBUG=disablethp=1: the heap's mappings say "nh" (MADV_NOHUGEPAGE) */
+static void scenario_thp(void) {
+  char *p = neap_malloc(16 * MiB);
+  memset(p, 1, 16 * MiB);
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int in_vma = 0, found = 0, nh = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in_vma = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+      found |= in_vma;
+    } else if (in_vma && strncmp(line, "VmFlags:", 8) == 0) {
+      nh = strstr(line, " nh") != NULL;
+    }
+  }
+  if (f) fclose(f);
+  fprintf(stderr, "thp: the heap's mapping %s MADV_NOHUGEPAGE\n", nh ? "has" : "lacks");
+  CHECK(found);
+  CHECK(nh);
+  neap_free(p);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: test_return peak|small|clusters|frag|lazyfree|limit|hard|fork\n");
+    fprintf(stderr, "usage: test_return peak|small|clusters|frag|lazyfree|limit|hard|fork|thp\n");
     return 2;
   }
   const char *sc = getenv("NEAP_RETURN_SCALE");
@@ -421,7 +446,7 @@ int main(int argc, char **argv) {
     void (*fn)(void);
   } scenarios[] = {{"peak", scenario_peak},         {"small", scenario_small}, {"clusters", scenario_clusters},
                    {"frag", scenario_frag},         {"lazyfree", scenario_lazyfree}, {"limit", scenario_limit},
-                   {"hard", scenario_hard},         {"fork", scenario_fork}};
+                   {"hard", scenario_hard},         {"fork", scenario_fork},   {"thp", scenario_thp}};
   for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
     if (strcmp(argv[1], scenarios[i].name) == 0) {
       RUN(scenarios[i].fn);
