@@ -51,6 +51,11 @@ static struct {
   uint64_t limit_quiet; /* soft limit out of reach: no new attempt below this many pages held */
   bool limit_hard;
   bool nothp;           /* NEAPDEBUG=disablethp: arenas get MADV_NOHUGEPAGE */
+  /* Demand, for the scavenger (neap__heap_demand): when pages were last
+   * taken or given (ms clock), and the most pages in use in the current
+   * and the previous half of the demand window. */
+  uint32_t last_alloc_ms, last_free_ms;
+  uint64_t peak_cur, peak_prev;
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
 } heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -107,6 +112,9 @@ static uint64_t pages_taken_locked(uint64_t first, uint64_t n) {
 /* Pages [first, first+n) were freed at `now`: stamp them for the release
  * delay and uncount them; a chunk that stops being dense records when. */
 static void pages_given_locked(uint64_t first, uint64_t n, uint32_t now) {
+  /* The program's activity, for the retention rule: not the scavenger's
+   * own giving back of idle caches' spans. */
+  if (!neap__scav_is_self()) heap.last_free_ms = now;
   FOR_ARENA_SEGMENTS(first, n, a, i, m, {
     for (uint64_t k = i; k < i + m; k++) a->freed_at[k] = now;
     for (uint64_t k = i; k < i + m;) {
@@ -250,6 +258,7 @@ static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav, uint64_t *n
     }
   }
   *nlazy = pages_taken_locked(p, npages);
+  heap.last_alloc_ms = neap__now_ms();
   return p;
 }
 
@@ -273,6 +282,7 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
   atomic_store_explicit(&s->state, NEAP_SPAN_SMALL, memory_order_relaxed);
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
+  if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
   pthread_mutex_unlock(&heap.lock);
   neap__scav_start_if_needed();
   return s;
@@ -321,6 +331,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   atomic_store_explicit(&s->state, NEAP_SPAN_LARGE, memory_order_relaxed);
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
+  if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
   pthread_mutex_unlock(&heap.lock);
   neap__scav_start_if_needed();
   *zeroed = fresh;
@@ -356,6 +367,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
       pages_taken_locked(at, n);
       set_spans_locked(at, n, s);
       heap.pages_inuse += n;
+      if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
       s->npages = (uint32_t)npages;
     }
   }
@@ -440,6 +452,19 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
     uint64_t lo = hi;
     while (lo > base && eligible_locked(sp, lo - 1)) lo--;
     uint64_t next_below = lo;
+    if (sp->keep_pages != 0 && lo < hi) {
+      /* Leave keep_pages free pages unreturned: the highest go first. */
+      uint64_t dirty = neap__pa_pages_free(&heap.pa) - neap__pa_pages_scavenged(&heap.pa);
+      uint64_t may = dirty > sp->keep_pages ? dirty - sp->keep_pages : 0;
+      if (may == 0) {
+        pthread_mutex_unlock(&heap.lock);
+        sp->kept = true;
+        sp->done = true;
+        below = UINT64_MAX;
+        break;
+      }
+      if (hi - lo > may) lo = hi - may;
+    }
     /* A small piece cut out of a longer free run by pages not due yet
      * waits for them: one madvise per 8 KiB costs more than the memory is
      * worth for a few hundred milliseconds (a program freeing at random
@@ -480,6 +505,21 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
     below = next_below;
   }
   sp->cursor = below;
+}
+
+void neap__heap_demand(neap_heap_demand *d, bool rotate) {
+  pthread_mutex_lock(&heap.lock);
+  uint64_t peak = heap.peak_cur > heap.peak_prev ? heap.peak_cur : heap.peak_prev;
+  d->recent_peak_pages = peak;
+  d->inuse_pages = heap.pages_inuse;
+  d->dirty_pages = heap.inited ? neap__pa_pages_free(&heap.pa) - neap__pa_pages_scavenged(&heap.pa) : 0;
+  d->last_alloc_ms = heap.last_alloc_ms;
+  d->last_free_ms = heap.last_free_ms;
+  if (rotate) {
+    heap.peak_prev = heap.peak_cur;
+    heap.peak_cur = heap.pages_inuse;
+  }
+  pthread_mutex_unlock(&heap.lock);
 }
 
 size_t neap__heap_release(bool dontneed) {

@@ -54,14 +54,25 @@ typedef struct neap_scav_pass {
   bool force;          /* in: ignore the delay and the density rule */
   bool dontneed;       /* in: MADV_DONTNEED, else MADV_FREE */
   size_t max_bytes;    /* in: stop once this much went back (0: no bound) */
+  uint64_t keep_pages; /* in: leave at least this many free pages unreturned */
   uint64_t cursor;     /* in/out: continue below this page (UINT64_MAX: the top) */
   size_t released;     /* out (added to): bytes returned */
   bool young;          /* out: a page was skipped as too young ... */
   uint32_t next_ms;    /* ... and the first of them is eligible this much later */
   bool dense;          /* out: a page was skipped in a chunk that is dense now */
+  bool kept;           /* out: the pass ended at keep_pages with pages due */
   bool done;           /* out: the pass reached the bottom (cursor is reset) */
 } neap_scav_pass;
 void neap__heap_scavenge(neap_scav_pass *sp);
+/* The program's recent demand for pages, for the scavenger's retention
+ * rule (scav.c): the most pages in use over the demand window (two
+ * halves; `rotate` starts a new half), in use now, free and not returned,
+ * and when pages were last taken and given (ms clock). */
+typedef struct neap_heap_demand {
+  uint64_t recent_peak_pages, inuse_pages, dirty_pages;
+  uint32_t last_alloc_ms, last_free_ms;
+} neap_heap_demand;
+void neap__heap_demand(neap_heap_demand *d, bool rotate);
 /* Returns every free page not yet returned to the OS now, ignoring the
  * delay and density; the bytes returned. */
 size_t neap__heap_release(bool dontneed);
@@ -89,8 +100,8 @@ void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]);
 /* The scavenger's clock in milliseconds (wraps every 49 days; compare
  * differences). Tests may swap it: neap__scav_test_clock. */
 uint32_t neap__now_ms(void);
-/* Free pages appeared (call with no lock but a central's held): wakes a
- * parked scavenger, or starts one where the heap is big enough. Cheap. */
+/* Free pages appeared (a central's lock may be held): wakes a parked
+ * scavenger. One relaxed load when there is nothing to do. */
 void neap__scav_kick(void);
 /* After an allocation from the page heap: starts the thread once the heap
  * has grown big enough (one relaxed load otherwise). Never wakes it:
@@ -104,6 +115,7 @@ void neap__scav_heap_grew(uint64_t bytes);
 void neap__scav_limit_work(size_t bytes, bool all);
 void neap__scav_fork(neap_fork_phase phase);
 bool neap__scav_running(void);
+bool neap__scav_is_self(void); /* is this the scavenger thread? */
 /* What the scavenger did, for statistics. */
 typedef struct neap_scav_totals {
   uint64_t bg_bytes;     /* returned by the background thread after the delay */

@@ -21,6 +21,19 @@
  * measured (bench/: peak, churn, real programs showed no re-faults with
  * it), and it keeps "RSS back within 2 s" true with room for the pass.
  *
+ * Retention. While the program is active (it took or gave pages less than
+ * a delay ago, or its threads used a tenth of a core or more since the
+ * scavenger last looked), the scavenger keeps as many free pages as its
+ * recent demand says it will take back (the most pages in use over the
+ * last 10 s, minus those in use now), and its other free pages wait four
+ * delays instead of one. A program that works in phases (sqlite building
+ * and querying) then reuses its pages instead of faulting them in again:
+ * on the suite's sqlite run the plain 1 s delay cost 19,000 extra page
+ * faults (75 MiB returned and faulted back, +7-14% time); with the rule,
+ * none. Once the program has been idle for a delay, everything due goes
+ * back: the rule never delays an idle process's return by more than a
+ * quarter delay, its re-check period while the program is active.
+ *
  * Idle caches. A thread cache keeps up to 32 KiB of empty spans per class
  * for its next refills (cache.c). Each cycle the scavenger takes them back
  * from caches that have not refilled since the cycle before, so a thread
@@ -51,11 +64,11 @@
  * still does not fit. The background thread pursues the same 95% goal
  * with forced passes while the process is over it.
  *
- * Lifecycle. The thread starts lazily, from a kick once the heap has grown
- * past 8 MiB (a process that allocates little never gets one), never while
- * a neap lock is held (pthread_create allocates). In a forked child it
- * does not exist: the child's state is reset and the next kick starts a
- * new one. At exit it simply stops with the process: it holds no lock
+ * Lifecycle. The thread starts lazily, from the first allocation from the
+ * page heap after the heap has grown past 8 MiB (a process that allocates
+ * little never gets one), where no neap lock is held (pthread_create
+ * allocates). In a forked child it does not exist: the child's state is
+ * reset and its next such allocation starts a new one. At exit it simply stops with the process: it holds no lock
  * across a syscall but the work mutex, and what it has taken out of the
  * page allocator is never user memory. NEAPDEBUG=scavenger=0: no thread;
  * memory goes back on neap_release, malloc_trim and the limit only.
@@ -82,6 +95,10 @@
  * average over any such window is at most twice the budget, the long-run
  * average the budget itself. */
 #define PACER_WINDOW_NS 100000000000ull /* 100 s: 1 CPU-second at 1% */
+/* A busy program's pages wait this many delays (see Retention). */
+#define BUSY_DELAY_FACTOR 4u
+/* The retention rule's memory of demand (see background_step). */
+#define DEMAND_WINDOW_MS 10000u
 
 enum { ST_NONE, ST_STARTING, ST_RUNNING, ST_OFF };
 
@@ -97,6 +114,8 @@ static struct {
   neap__pacer pacer;      /* the thread's only */
   uint64_t cursor;        /* where the background pass continues */
   uint32_t last_trim_ms;
+  uint32_t last_rotate_ms; /* the demand window's current half began */
+  uint64_t busy_wall, busy_cpu; /* program_busy's previous look */
   /* Totals (relaxed atomics: read by statistics any time). */
   _Atomic uint64_t bg_bytes, eager_bytes, forced_bytes, cycles, cpu_ns;
   /* Since the last trace line. */
@@ -201,8 +220,25 @@ static size_t limit_goal(void) {
   return limit ? limit - limit / 20 : 0;
 }
 
+/* Whether the program's own threads used at least a tenth of a core since
+ * the previous look: a program computing without touching the page heap
+ * (a long query, a compiler's optimiser) is not idle, and will likely want
+ * its pages again. Tests (a fake clock) drive activity through the heap
+ * alone. */
+static bool program_busy(void) {
+  if (test_clock != NULL) return false;
+  uint64_t wall = neap__os_nanotime();
+  uint64_t other = neap__os_process_cputime() - neap__os_thread_cputime();
+  uint64_t dwall = wall - scav.busy_wall, dcpu = other - scav.busy_cpu;
+  bool first = scav.busy_wall == 0;
+  scav.busy_wall = wall;
+  scav.busy_cpu = other;
+  return !first && dcpu * 10 >= dwall;
+}
+
 typedef struct step_result {
   bool young, dense, done;
+  bool retained; /* due pages kept for an active program's recent demand */
   uint32_t next_ms;
   size_t released;
   bool budget_out;
@@ -212,11 +248,26 @@ typedef struct step_result {
 static step_result background_step(uint32_t now) {
   step_result r = {.young = false};
   long delay = neap__opt.release_delay;
+  /* The work lock is held one quantum at a time, so that a fork, or an
+   * allocation doing the limit's work, never waits for a whole burst. */
   pthread_mutex_lock(&scav.work);
   if (delay >= 0 && (uint32_t)(now - scav.last_trim_ms) >= (uint32_t)delay) {
     scav.last_trim_ms = now;
     neap__cache_trim(false);
   }
+  /* The retention rule: while the program is active (it took or gave
+   * pages less than a delay ago), keep as many free pages as its recent
+   * demand says it may take back: the most pages in use over the last
+   * DEMAND_WINDOW_MS, minus those in use now. */
+  neap_heap_demand dm;
+  bool rotate = (uint32_t)(now - scav.last_rotate_ms) >= DEMAND_WINDOW_MS / 2;
+  if (rotate) scav.last_rotate_ms = now;
+  neap__heap_demand(&dm, rotate);
+  pthread_mutex_unlock(&scav.work);
+  uint32_t idle_alloc = now - dm.last_alloc_ms, idle_free = now - dm.last_free_ms;
+  uint32_t idle = idle_alloc < idle_free ? idle_alloc : idle_free;
+  bool active = delay >= 0 && (idle < (uint32_t)delay || program_busy());
+  uint64_t retain = active && dm.recent_peak_pages > dm.inuse_pages ? dm.recent_peak_pages - dm.inuse_pages : 0;
   for (;;) {
     neap__pacer_refill(&scav.pacer, neap__os_nanotime());
     if (!neap__pacer_may_work(&scav.pacer)) {
@@ -229,11 +280,13 @@ static step_result background_step(uint32_t now) {
       r.done = true;
       break;
     }
+    pthread_mutex_lock(&scav.work);
     neap_scav_pass sp = {.now_ms = now,
-                         .delay_ms = delay < 0 ? 0 : (uint32_t)delay,
+                         .delay_ms = delay < 0 ? 0 : (uint32_t)delay * (active ? BUSY_DELAY_FACTOR : 1u),
                          .force = over,
                          .dontneed = dontneed(),
                          .max_bytes = QUANTUM_BYTES,
+                         .keep_pages = over ? 0 : retain,
                          .cursor = scav.cursor};
     uint64_t t0 = neap__os_thread_cputime();
     neap__heap_scavenge(&sp);
@@ -245,6 +298,7 @@ static step_result background_step(uint32_t now) {
     if (sp.young && (!r.young || sp.next_ms < r.next_ms)) r.next_ms = sp.next_ms;
     r.young |= sp.young;
     r.dense |= sp.dense;
+    r.retained |= sp.kept || (active && sp.young); /* look again soon: it may go idle */
     if (over) {
       ADD(eager_bytes, sp.released); /* the limit's work, done in the background */
       scav.trace_eager += sp.released;
@@ -252,14 +306,16 @@ static step_result background_step(uint32_t now) {
       ADD(bg_bytes, sp.released);
       scav.trace_bg += sp.released;
     }
+    bool stop = false;
     if (sp.done) {
       r.done = true;
       ADD(cycles, 1);
       if (scav.trace_bg || scav.trace_eager) trace("");
-      if (!over || sp.released == 0) break;
+      stop = !over || sp.released == 0;
     }
+    pthread_mutex_unlock(&scav.work);
+    if (stop) break;
   }
-  pthread_mutex_unlock(&scav.work);
   return r;
 }
 
@@ -272,13 +328,19 @@ static uint32_t sleep_after(const step_result *r) {
   if (!r->done) return 0; /* a quantum ended the step: go on */
   long delay = neap__opt.release_delay;
   uint32_t d = delay < 0 ? UINT32_MAX : (uint32_t)delay;
+  uint32_t ms = UINT32_MAX;
   if (r->young) {
     /* Not sooner than an eighth of the delay: while a program frees
      * steadily the next page is always nearly due, and each pass reads
      * every free page's stamp. Pages go back within delay * 9/8. */
     uint32_t least = d / 8 > MIN_SLEEP_MS ? d / 8 : MIN_SLEEP_MS;
-    return r->next_ms < least ? least : r->next_ms;
+    ms = r->next_ms < least ? least : r->next_ms;
   }
+  if (r->retained) { /* look again soon: the program may have gone idle */
+    uint32_t q = d / 4 > MIN_SLEEP_MS ? d / 4 : MIN_SLEEP_MS;
+    if (q < ms) ms = q;
+  }
+  if (ms != UINT32_MAX) return ms;
   if (r->dense) return d < 1000 ? 1000 : d; /* dense chunks change only as the program allocates */
   size_t goal = limit_goal();
   if (goal != 0 && neap__heap_held() > goal) return 1000; /* over the limit, nothing to return now */
@@ -302,8 +364,13 @@ static void wait_ms(uint32_t ms) {
   pthread_mutex_unlock(&scav.lock);
 }
 
+static __thread bool is_scavenger __attribute__((tls_model("initial-exec")));
+
+bool neap__scav_is_self(void) { return is_scavenger; }
+
 static void *scav_main(void *arg) {
   (void)arg;
+  is_scavenger = true;
   for (;;) {
     step_result r = background_step(neap__now_ms());
     uint32_t ms = sleep_after(&r);
@@ -360,18 +427,17 @@ void neap__scav_heap_grew(uint64_t bytes) {
     atomic_store_explicit(&scav.big, true, memory_order_relaxed);
 }
 
+/* Never starts the thread: frees may run under a central's lock, and
+ * pthread_create allocates (it could need that very lock). Allocations
+ * from the page heap start it (neap__scav_start_if_needed). */
 void neap__scav_kick(void) {
-  int st = atomic_load_explicit(&scav.state, memory_order_relaxed);
-  if (NEAP_LIKELY(st == ST_RUNNING)) {
-    if (atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
-      pthread_mutex_lock(&scav.lock);
-      scav.kicked = true;
-      pthread_cond_signal(&scav.cond);
-      pthread_mutex_unlock(&scav.lock);
-    }
-    return;
+  if (NEAP_LIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_RUNNING) &&
+      atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
+    pthread_mutex_lock(&scav.lock);
+    scav.kicked = true;
+    pthread_cond_signal(&scav.cond);
+    pthread_mutex_unlock(&scav.lock);
   }
-  if (st == ST_NONE && atomic_load_explicit(&scav.big, memory_order_relaxed)) start();
 }
 
 void neap__scav_start_if_needed(void) {

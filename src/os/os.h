@@ -58,6 +58,8 @@ int neap__os_nohugepage(void *addr, size_t size);
 uint64_t neap__os_nanotime(void);
 /* CPU time the calling thread has used, in nanoseconds. */
 uint64_t neap__os_thread_cputime(void);
+/* CPU time all threads of the process have used, in nanoseconds. */
+uint64_t neap__os_process_cputime(void);
 
 /* Start a detached background thread running fn(arg) with every signal
  * blocked (signals meant for the program never land on it), a small stack

@@ -133,6 +133,12 @@ uint64_t neap__os_thread_cputime(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t neap__os_process_cputime(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
   int saved = errno;
   pthread_attr_t attr;

@@ -1,11 +1,14 @@
 /* test_scav_policy: the scavenger's policy, deterministic: a fake clock
  * stamps the pages the heap frees and drives single background steps (no
  * thread: the test runs itself again with NEAPDEBUG=scavenger=0).
- *   - a free page goes back after the release delay, not before, and the
- *     step says how long to sleep until it may;
+ *   - a free page goes back after the release delay, not before; while
+ *     the program is active the step looks again every quarter delay;
  *   - the density rule: free pages in a chunk that is dense now (496 of
  *     512 pages in use), or was dense less than a delay ago, stay; a
  *     forced release (neap_release) takes them anyway;
+ *   - retention: while the program is active, pages wait four delays and
+ *     those its recent demand may take back are kept; once it is idle for
+ *     a delay they go back;
  *   - with nothing to return, the step parks (no timed wake-up);
  *   - the CPU budget: the pacer's long-run work is the budget (1%), its
  *     burst 100 s worth of it, over a simulated hour.
@@ -43,10 +46,12 @@ static void test_delay(void) {
   CHECK_EQ(dirty_bytes(), 8 * MiB);
   size_t rel = 1;
   fake_now = 200500;
-  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 500); /* sleep until the pages are old enough */
+  /* Not yet; the program freed pages 500 ms ago, so it counts as active:
+   * the scavenger looks again in a quarter delay, to see it go idle. */
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 250);
   CHECK_EQ(rel, 0);
   fake_now = 200999;
-  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 125); /* 1 ms left: the minimum sleep, delay/8 */
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 250);
   CHECK_EQ(rel, 0);
   CHECK_EQ(dirty_bytes(), 8 * MiB);
   fake_now = 201000;
@@ -82,7 +87,7 @@ static void test_density(void) {
   CHECK_PTR_EQ(neap_realloc(a, keep - 100 * NEAP_PAGE_SIZE), a);
   CHECK_EQ(dirty_bytes(), 108 * NEAP_PAGE_SIZE);
   fake_now = 310500;
-  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 500);
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 250);
   CHECK_EQ(rel, 0);
   fake_now = 311000;
   CHECK_EQ(neap__scav_test_step(fake_now, &rel), UINT32_MAX);
@@ -101,6 +106,31 @@ static void test_density(void) {
   CHECK(neap_release() >= 64 * KiB);
   CHECK_EQ(dirty_bytes(), 0);
   neap_free(a);
+}
+
+static void test_retention(void) {
+  fake_now = 400000;
+  neap_release();
+  char *p = neap_malloc(8 * MiB);
+  memset(p, 1, 8 * MiB);
+  fake_now = 400100;
+  neap_free(p);
+  /* The program goes on working: more than a delay later the 8 MiB would
+   * be due, but it took and gave pages 150 ms ago, so it is busy (its
+   * pages wait four delays) and its recent demand says it may want them
+   * back: kept, looked at again in a quarter delay. */
+  fake_now = 401050;
+  neap_free(neap_malloc(MiB));
+  fake_now = 401200;
+  size_t rel = 1;
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), 250);
+  CHECK_EQ(rel, 0);
+  CHECK_EQ(dirty_bytes(), 8 * MiB); /* the 1 MiB block reused the freed pages */
+  /* Idle for a delay: everything due goes back. */
+  fake_now = 402050;
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), UINT32_MAX);
+  CHECK_EQ(rel, 8 * MiB);
+  CHECK_EQ(dirty_bytes(), 0);
 }
 
 static void test_pacer(void) {
@@ -145,6 +175,7 @@ int main(int argc, char **argv) {
   neap__scav_test_clock(fake_clock);
   RUN(test_delay);
   RUN(test_density);
+  RUN(test_retention);
   RUN(test_pacer);
   neap__scav_test_clock(NULL);
   return TEST_DONE();
