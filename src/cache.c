@@ -85,6 +85,7 @@ static void ensure_key(void) {
 static neap_cache *cache_new(void) {
   neap_cache *c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
+  c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
   pthread_mutex_lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
