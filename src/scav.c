@@ -255,10 +255,10 @@ static step_result background_step(uint32_t now) {
     scav.last_trim_ms = now;
     neap__cache_trim(false);
   }
-  /* The retention rule: while the program is active (it took or gave
-   * pages less than a delay ago), keep as many free pages as its recent
-   * demand says it may take back: the most pages in use over the last
-   * DEMAND_WINDOW_MS, minus those in use now. */
+  /* The retention rule (see Retention above): while the program is
+   * active, its pages wait BUSY_DELAY_FACTOR delays, and as many free
+   * pages as its recent demand says it may take back stay: the most pages
+   * in use over the last DEMAND_WINDOW_MS, minus those in use now. */
   neap_heap_demand dm;
   bool rotate = (uint32_t)(now - scav.last_rotate_ms) >= DEMAND_WINDOW_MS / 2;
   if (rotate) scav.last_rotate_ms = now;
@@ -266,7 +266,8 @@ static step_result background_step(uint32_t now) {
   pthread_mutex_unlock(&scav.work);
   uint32_t idle_alloc = now - dm.last_alloc_ms, idle_free = now - dm.last_free_ms;
   uint32_t idle = idle_alloc < idle_free ? idle_alloc : idle_free;
-  bool active = delay >= 0 && (idle < (uint32_t)delay || program_busy());
+  bool busy = program_busy(); /* sampled every step: its interval is the step's */
+  bool active = delay >= 0 && (idle < (uint32_t)delay || busy);
   uint64_t retain = active && dm.recent_peak_pages > dm.inuse_pages ? dm.recent_peak_pages - dm.inuse_pages : 0;
   for (;;) {
     neap__pacer_refill(&scav.pacer, neap__os_nanotime());
