@@ -451,10 +451,12 @@ static void cache_destroy(void *arg) {
   cache_retire(c);
 }
 
-/* Folds a flushed cache's totals into the retired ones and frees it. */
-static void cache_retire(neap_cache *c) {
-  pthread_mutex_lock(&reg_lock);
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc);
+/* Folds c's totals into the retired ones (the untaken rest of a window
+ * does not count: none is left in a flushed cache) and takes c out of the
+ * registry. Caller holds reg_lock. */
+static void unregister_locked(neap_cache *c) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
+    retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
   retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
   retired_large_nfree += NEAP_LOAD(&c->large_nfree);
   retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
@@ -462,6 +464,13 @@ static void cache_retire(neap_cache *c) {
   if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
   else registry = c->reg_next;
   if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
+  c->reg_next = c->reg_prev = NULL;
+}
+
+/* Folds a flushed cache's totals into the retired ones and frees it. */
+static void cache_retire(neap_cache *c) {
+  pthread_mutex_lock(&reg_lock);
+  unregister_locked(c);
   pthread_mutex_unlock(&reg_lock);
   neap__pool_free(&cache_pool, c);
 }
@@ -526,17 +535,7 @@ void neap__cache_fork(neap_fork_phase phase) {
     neap_cache *mine = neap__cache_mine(), *next;
     for (neap_cache *c = registry; c != NULL; c = next) {
       next = c->reg_next;
-      if (c == mine) continue;
-      for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
-        retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
-      retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
-      retired_large_nfree += NEAP_LOAD(&c->large_nfree);
-      retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
-      retired_large_bytes_free += NEAP_LOAD(&c->large_bytes_free);
-      if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
-      else registry = c->reg_next;
-      if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
-      c->reg_next = c->reg_prev = NULL;
+      if (c != mine) unregister_locked(c);
     }
   }
   pthread_mutex_unlock(&reg_lock);

@@ -129,10 +129,8 @@ static void pages_given_locked(uint64_t first, uint64_t n, uint32_t now) {
 }
 
 static uint64_t held_pages_locked(void) {
-  neap_meta_stats ms;
-  neap__meta_stats(&ms); /* lock order: heap -> meta */
   uint64_t heap_pages = heap.inited ? neap__pa_pages_grown(&heap.pa) - neap__pa_pages_scavenged(&heap.pa) : 0;
-  uint64_t meta = ms.mapped + (heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0);
+  uint64_t meta = neap__meta_mapped() + (heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0);
   return heap_pages + ((meta + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT);
 }
 

@@ -29,6 +29,7 @@ typedef struct neap_meta_stats {
   size_t mapped, inuse;
 } neap_meta_stats;
 void neap__meta_stats(neap_meta_stats *out);
+size_t neap__meta_mapped(void); /* bytes mapped, without the lock (a relaxed read) */
 void neap__meta_fork(neap_fork_phase phase);
 
 /* --- heap.c: the page heap */
@@ -114,7 +115,6 @@ void neap__scav_heap_grew(uint64_t bytes);
  * with no neap lock held. */
 void neap__scav_limit_work(size_t bytes, bool all);
 void neap__scav_fork(neap_fork_phase phase);
-bool neap__scav_running(void);
 bool neap__scav_is_self(void); /* is this the scavenger thread? */
 /* What the scavenger did, for statistics. */
 typedef struct neap_scav_totals {

@@ -45,7 +45,7 @@
 
 static pthread_mutex_t cg_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int configured;
-static size_t limit_bytes, cgroup_bytes;
+static size_t limit_bytes;
 static neap_limit_source limit_source;
 
 /* --- reading lines without stdio */
@@ -271,7 +271,6 @@ void neap__memlimit_configure(void) {
     src = NEAP_LIMIT_ENV;
   } else if (opt == 0) {
     uint64_t c = neap__cgroup_limit(neap__opt.cgroup_root);
-    cgroup_bytes = (size_t)c;
     if (c != 0) {
       limit = (size_t)((unsigned __int128)c * (uint64_t)neap__opt.memlimit_fraction / 10000u);
       src = NEAP_LIMIT_CGROUP;
@@ -285,4 +284,3 @@ void neap__memlimit_configure(void) {
 size_t neap__memlimit_bytes(void) { return limit_bytes; }
 neap_limit_source neap__memlimit_source(void) { return limit_source; }
 bool neap__memlimit_hard(void) { return neap__opt.memlimit_mode == 1; }
-size_t neap__memlimit_cgroup_bytes(void) { return cgroup_bytes; }

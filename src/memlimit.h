@@ -17,7 +17,6 @@ void neap__memlimit_configure(void);
 size_t neap__memlimit_bytes(void); /* 0: none */
 neap_limit_source neap__memlimit_source(void);
 bool neap__memlimit_hard(void);
-size_t neap__memlimit_cgroup_bytes(void); /* the cgroup's own limit found, 0 if none */
 
 /* The memory limit of this process's cgroup, read under `root` ("" or
  * NULL: the real /): the smallest of memory.max and memory.high (v2) or

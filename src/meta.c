@@ -31,7 +31,7 @@ static void *bump_locked(size_t size) {
     size_t want = size > META_BLOCK ? neap__align_up(size, neap__os_page_size()) : META_BLOCK;
     void *p;
     if (neap__os_map(want, &p) != 0) return NULL;
-    meta_mapped += want;
+    __atomic_store_n(&meta_mapped, meta_mapped + want, __ATOMIC_RELAXED); /* read unlocked: neap__meta_mapped */
     if (size > META_BLOCK / 2) { /* a big one-off: keep the current block */
       meta_inuse += size;
       return p;
@@ -82,6 +82,8 @@ void neap__meta_stats(neap_meta_stats *out) {
   out->inuse = meta_inuse;
   pthread_mutex_unlock(&meta_lock);
 }
+
+size_t neap__meta_mapped(void) { return __atomic_load_n(&meta_mapped, __ATOMIC_RELAXED); }
 
 void neap__meta_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&meta_lock);

@@ -447,7 +447,7 @@ void neap__scav_start_if_needed(void) {
     start();
 }
 
-bool neap__scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; }
+static bool scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; }
 
 /* --- synchronous work */
 
@@ -487,7 +487,7 @@ void neap__scav_totals(neap_scav_totals *out) {
   out->forced_bytes = atomic_load_explicit(&scav.forced_bytes, memory_order_relaxed);
   out->cycles = atomic_load_explicit(&scav.cycles, memory_order_relaxed);
   out->cpu_ns = atomic_load_explicit(&scav.cpu_ns, memory_order_relaxed);
-  out->running = neap__scav_running();
+  out->running = scav_running();
 }
 
 /* One background step at `now` for tests (no thread needed): returns the
