@@ -30,7 +30,7 @@ build: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
 
 demo: build
-	./$(BUILD)/neap-demo -o $(BUILD)
+	./$(BUILD)/neap demo -o $(BUILD)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

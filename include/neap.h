@@ -91,47 +91,102 @@ NEAP_API void neap_thread_flush(void);
 NEAP_API size_t neap_release(void);
 
 /* --- statistics
- * One list of fields makes the struct (and, later, its printers).
- * X(name, unit, help); every field is a uint64_t. */
+ * One list of fields makes the struct and its three printers (text, JSON,
+ * Prometheus). X(name, unit, type, help); every field is a uint64_t.
+ *   unit: bytes, objects, count, ns (printed in seconds for Prometheus),
+ *         enum or bool (plain numbers);
+ *   type: gauge, or counter (cumulative, never decreases between
+ *         snapshots of one process).
+ * The *_sys fields partition sys: everything neap mapped read-write. */
 #define NEAP_STATS_FIELDS(X)                                                                   \
-  X(heap_alloc, bytes, "bytes in live objects")                                                \
-  X(total_alloc, bytes, "bytes allocated, cumulative")                                         \
-  X(mallocs, objects, "objects allocated, cumulative")                                         \
-  X(frees, objects, "objects freed, cumulative")                                               \
-  X(heap_objects, objects, "live objects: mallocs - frees")                                    \
-  X(heap_sys, bytes, "heap memory obtained from the OS: heap_inuse + heap_idle")               \
-  X(heap_inuse, bytes, "bytes in spans with live objects (or kept for them)")                  \
-  X(heap_idle, bytes, "bytes in free pages, returned or not")                                  \
-  X(heap_released, bytes, "free pages returned to the OS (or never touched)")                  \
-  X(heap_released_resident, bytes,                                                             \
-    "returned with MADV_FREE and not reused since: may still count in RSS until the kernel "   \
-    "needs the memory (an upper bound)")                                                       \
-  X(metadata_sys, bytes, "metadata mapped: spans, caches, arena index, page allocator")        \
-  X(sys, bytes, "all memory neap mapped read-write: heap_sys + metadata_sys")                  \
-  X(held, bytes, "what neap holds from the OS: sys - heap_released (what the limit bounds)")   \
-  X(memlimit, bytes, "the memory limit on held (0: none)")                                     \
-  X(memlimit_source, enum, "where the limit came from: 0 none, 1 NEAP_MEMLIMIT, 2 cgroup")     \
-  X(memlimit_hard, bool, "1: allocations past the limit fail with ENOMEM")                     \
-  X(scav_bg_bytes, bytes, "returned by the background scavenger after the release delay")      \
-  X(scav_eager_bytes, bytes, "returned to stay under the memory limit")                        \
-  X(scav_forced_bytes, bytes, "returned by neap_release or malloc_trim")                       \
-  X(scav_cycles, count, "background scavenger passes completed")                               \
-  X(scav_cpu_ns, nanoseconds, "CPU time spent returning memory")
+  X(heap_alloc, bytes, gauge, "bytes in live objects (large objects: whole pages)")            \
+  X(total_alloc, bytes, counter, "bytes allocated, cumulative")                                \
+  X(mallocs, objects, counter, "objects allocated, cumulative")                                \
+  X(frees, objects, counter, "objects freed, cumulative")                                      \
+  X(heap_objects, objects, gauge, "live objects: mallocs - frees")                             \
+  X(heap_sys, bytes, gauge, "heap pages mapped read-write: heap_inuse + heap_idle")            \
+  X(heap_inuse, bytes, gauge, "bytes in spans that hold objects (live or free slots)")         \
+  X(heap_idle, bytes, gauge, "bytes in free pages, returned to the OS or not")                 \
+  X(heap_released, bytes, gauge, "free pages returned to the OS (or never touched)")           \
+  X(heap_released_resident, bytes, gauge,                                                      \
+    "returned with MADV_FREE, not yet reclaimed by the kernel: still in RSS (at most "         \
+    "the kernel's LazyFree)")                                                                  \
+  X(span_inuse, bytes, gauge, "span records in use")                                           \
+  X(span_sys, bytes, gauge, "memory mapped for span records")                                  \
+  X(cache_inuse, bytes, gauge, "thread caches in use")                                         \
+  X(cache_sys, bytes, gauge, "memory mapped for thread caches")                                \
+  X(arena_meta_sys, bytes, gauge, "arena records and the arena index (page-to-span tables)")   \
+  X(pagealloc_sys, bytes, gauge, "the page allocator's bitmaps and summaries")                 \
+  X(other_sys, bytes, gauge, "metadata mapped and not yet carved out")                         \
+  X(sys, bytes, gauge, "all memory neap mapped read-write: the sum of the *_sys fields")       \
+  X(held, bytes, gauge, "what neap holds from the OS: sys - heap_released (the limit's measure)") \
+  X(reserved, bytes, gauge, "address space reserved for arenas (VSZ, not memory)")             \
+  X(memlimit, bytes, gauge, "the memory limit on held (0: none)")                              \
+  X(memlimit_source, enum, gauge, "where the limit came from: 0 none, 1 NEAP_MEMLIMIT, 2 cgroup") \
+  X(memlimit_hard, bool, gauge, "1: allocations past the limit fail with ENOMEM")              \
+  X(scav_bg_bytes, bytes, counter, "returned by the background scavenger after the delay")     \
+  X(scav_eager_bytes, bytes, counter, "returned to stay under the memory limit")               \
+  X(scav_forced_bytes, bytes, counter, "returned by neap_release or malloc_trim")              \
+  X(scav_cycles, count, counter, "background scavenger passes completed")                      \
+  X(scav_cpu_ns, ns, counter, "CPU time spent returning memory")                               \
+  X(kernel_rss, bytes, gauge, "the kernel's resident set size of the process (all of it)")     \
+  X(kernel_lazyfree, bytes, gauge, "the kernel's LazyFree: MADV_FREE'd, still resident")       \
+  X(kernel_vsz, bytes, gauge, "the kernel's virtual size of the process (address space)")      \
+  X(threads, count, gauge, "threads with a neap cache")
 
-#define NEAP_STATS_VERSION 1
+/* Objects per size class (Go's MemStats.BySize): entry i describes the
+ * class of `size` bytes; nclasses entries are used. Large objects (over
+ * 32 KiB) have their own pair of counts in the last used entry, with
+ * size 0. Counts are cumulative. */
+#define NEAP_STATS_MAX_CLASSES 80
+typedef struct neap_stats_class {
+  uint64_t size, mallocs, frees;
+} neap_stats_class_t;
+
+#define NEAP_STATS_VERSION 2
 typedef struct neap_stats {
   uint64_t version; /* NEAP_STATS_VERSION of the library that filled it */
-#define NEAP__STATS_FIELD(name, unit, help) uint64_t name;
+#define NEAP__STATS_FIELD(name, unit, type, help) uint64_t name;
   NEAP_STATS_FIELDS(NEAP__STATS_FIELD)
 #undef NEAP__STATS_FIELD
+  uint64_t nclasses;
+  neap_stats_class_t by_class[NEAP_STATS_MAX_CLASSES];
 } neap_stats_t;
 
 /* Fills the first `size` bytes of *s (pass sizeof(neap_stats_t); an
- * older, smaller struct gets its prefix). The invariants hold in every
- * snapshot: sys = heap_sys + metadata_sys; heap_sys = heap_inuse +
- * heap_idle; heap_idle >= heap_released; heap_objects = mallocs - frees.
- * Returns 0, or EINVAL for a NULL s or a size too small for `version`. */
+ * older, smaller struct gets its prefix). Returns 0, or EINVAL for a NULL
+ * s or a size too small for `version`.
+ *
+ * These hold exactly in every snapshot, whatever other threads do:
+ *   sys = heap_sys + span_sys + cache_sys + arena_meta_sys + pagealloc_sys
+ *         + other_sys;
+ *   heap_sys = heap_inuse + heap_idle;   heap_idle >= heap_released;
+ *   heap_objects = mallocs - frees;      heap_alloc <= heap_inuse;
+ *   each class's and the cumulative counters never decrease.
+ * The live figures (heap_alloc, heap_objects) are exact at the moment the
+ * heap lock was held; the cumulative counters may run ahead of that
+ * moment by what other threads allocated while the snapshot was taken,
+ * never behind. Reading walks the span table under the heap lock (about
+ * a millisecond per GiB of small objects) and reads /proc/self for the
+ * kernel_* fields; it stops no thread beyond that. */
 NEAP_API int neap_stats_read(neap_stats_t *s, size_t size);
+
+typedef enum neap_stats_format {
+  NEAP_STATS_TEXT = 0,       /* "key: value" lines, per-class lines last */
+  NEAP_STATS_JSON = 1,       /* one JSON object */
+  NEAP_STATS_PROMETHEUS = 2, /* the Prometheus text exposition format */
+} neap_stats_format;
+
+/* Receives the printers' output, in pieces. */
+typedef void neap_write_fn(void *arg, const char *buf, size_t len);
+
+/* Reads a snapshot and prints it with fn(arg, ...). Never allocates.
+ * Returns 0, or EINVAL for a NULL fn or an unknown format. */
+NEAP_API int neap_stats_print(neap_write_fn *fn, void *arg, neap_stats_format format);
+
+/* Prints a snapshot read earlier (or read back from a file). */
+NEAP_API int neap_stats_format_snapshot(const neap_stats_t *s, neap_write_fn *fn, void *arg,
+                                        neap_stats_format format);
 
 #ifdef __cplusplus
 }

@@ -58,7 +58,10 @@ static unsigned hint_failures;
 int neap__arena_reserve_at(uintptr_t want, size_t n) {
   void *p;
   if (neap__os_reserve((void *)want, n, &p) != 0) return ENOMEM;
-  if ((uintptr_t)p == want) return 0;
+  if ((uintptr_t)p == want) {
+    neap__os_name(p, n, "neap-heap");
+    return 0;
+  }
   neap__os_unmap(p, n);
   return ENOMEM;
 }
@@ -70,6 +73,7 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
     if (neap__os_reserve((void *)hint, n, &p) != 0) return ENOMEM;
     if ((uintptr_t)p == hint) {
       next_hint = hint + n;
+      neap__os_name(p, n, "neap-heap");
       *out = hint;
       return 0;
     }
@@ -83,6 +87,7 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
   if (aligned > raw) neap__os_unmap(p, aligned - raw);
   uintptr_t end = raw + n + NEAP_ARENA_SIZE;
   if (end > aligned + n) neap__os_unmap((void *)(aligned + n), end - (aligned + n));
+  neap__os_name((void *)aligned, n, "neap-heap");
   *out = aligned;
   return 0;
 }
@@ -93,7 +98,7 @@ int neap__arena_register(neap_arena *a) {
   _Atomic(neap_arena **) *slot = &neap__arena_l1[ai >> NEAP_ARENA_L2_BITS];
   neap_arena **l2 = NEAP_LOAD(slot);
   if (l2 == NULL) {
-    l2 = neap__meta_alloc(sizeof(neap_arena *) << NEAP_ARENA_L2_BITS);
+    l2 = neap__meta_alloc(sizeof(neap_arena *) << NEAP_ARENA_L2_BITS, NEAP_META_ARENA);
     if (l2 == NULL) return ENOMEM;
     atomic_store_explicit(slot, l2, memory_order_release);
   }

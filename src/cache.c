@@ -57,13 +57,13 @@ __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec"))) 
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static neap_cache *registry;
-static neap_pool cache_pool = {.size = sizeof(neap_cache)};
+static neap_pool cache_pool = {.size = sizeof(neap_cache), .kind = NEAP_META_CACHE};
 static pthread_key_t cache_key;
 static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
 /* What caches that have gone allocated (their frees need no record: the
  * spans tell how much of it is still live). */
 static uint64_t retired_nmalloc[NEAP_NUM_CLASSES];
-static uint64_t retired_large_nmalloc, retired_large_nfree, retired_large_bytes_alloc, retired_large_bytes_free;
+static uint64_t retired_large_nmalloc, retired_large_bytes_alloc;
 
 static void cache_destroy(void *arg);
 /* Set once this thread's cache has been destroyed at exit: a later
@@ -257,20 +257,24 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   s->next_word = (uint8_t)w;
   slot->inuse = word;
   uint64_t bits = ~NEAP_LOAD(word);
-  NEAP_STORE(&slot->bits, bits);
   slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
-  /* The whole window counts as allocated until it is given up. */
+  /* The whole window counts as allocated until it is given up. The count
+   * goes up before the bits appear (slot_handed_out reads them the other
+   * way round); the fence costs nothing on x86. */
   unsigned k = neap__popcount(bits);
   s->live += k;
   NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + k);
+  atomic_thread_fence(memory_order_release);
+  NEAP_STORE(&slot->bits, bits);
 }
 
 /* Give up the untaken rest of the current window. */
 static void drop_window(neap_slot *slot) {
   unsigned k = neap__popcount(NEAP_LOAD(&slot->bits));
   slot->span->live -= k;
+  NEAP_STORE(&slot->bits, 0); /* bits first, then the count: see load_window */
+  atomic_thread_fence(memory_order_release);
   NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) - k);
-  NEAP_STORE(&slot->bits, 0);
 }
 
 /* Make s the slot's current span (it has a free object). */
@@ -458,9 +462,7 @@ static void unregister_locked(neap_cache *c) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
     retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
   retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
-  retired_large_nfree += NEAP_LOAD(&c->large_nfree);
   retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
-  retired_large_bytes_free += NEAP_LOAD(&c->large_bytes_free);
   if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
   else registry = c->reg_next;
   if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
@@ -480,47 +482,38 @@ void neap_thread_flush(void) {
   if (c != NULL) neap__cache_flush(c);
 }
 
-void neap__cache_count_large_cacheless(int64_t objects, int64_t bytes) {
+void neap__cache_count_large_cacheless(uint64_t bytes) {
   pthread_mutex_lock(&reg_lock);
-  if (objects > 0) retired_large_nmalloc += (uint64_t)objects;
-  if (objects < 0) retired_large_nfree += (uint64_t)-objects;
-  if (bytes > 0) retired_large_bytes_alloc += (uint64_t)bytes;
-  if (bytes < 0) retired_large_bytes_free += (uint64_t)-bytes;
+  retired_large_nmalloc++;
+  retired_large_bytes_alloc += bytes;
   pthread_mutex_unlock(&reg_lock);
 }
 
-void neap__cache_totals(neap_alloc_totals *out) {
+/* Reads a slot's handed-out count: the window's free bits first, then
+ * the count. The owner adds a window to nmalloc before publishing its bits
+ * and clears the bits before taking them off nmalloc (load_window,
+ * drop_window), so a read racing either sees too many objects handed
+ * out, never too few. */
+static uint64_t slot_handed_out(neap_slot *slot) {
+  uint64_t free_in_window = (uint64_t)neap__popcount(NEAP_LOAD(&slot->bits));
+  atomic_thread_fence(memory_order_acquire);
+  uint64_t n = NEAP_LOAD(&slot->nmalloc);
+  return n > free_in_window ? n - free_in_window : 0;
+}
+
+void neap__cache_counts(neap_cache_counts *out) {
   memset(out, 0, sizeof *out);
-  uint64_t lm, lf, lba, lbf;
   pthread_mutex_lock(&reg_lock);
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->class_nmalloc[cls] = retired_nmalloc[cls];
-  lm = retired_large_nmalloc, lf = retired_large_nfree;
-  lba = retired_large_bytes_alloc, lbf = retired_large_bytes_free;
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->nmalloc[cls] = retired_nmalloc[cls];
+  out->nmalloc[0] = retired_large_nmalloc;
+  out->large_bytes = retired_large_bytes_alloc;
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
-    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
-      out->class_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
-    lm += NEAP_LOAD(&c->large_nmalloc);
-    lf += NEAP_LOAD(&c->large_nfree);
-    lba += NEAP_LOAD(&c->large_bytes_alloc);
-    lbf += NEAP_LOAD(&c->large_bytes_free);
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->nmalloc[cls] += slot_handed_out(&c->slot[cls]);
+    out->nmalloc[0] += NEAP_LOAD(&c->large_nmalloc);
+    out->large_bytes += NEAP_LOAD(&c->large_bytes_alloc);
+    out->threads++;
   }
   pthread_mutex_unlock(&reg_lock);
-  neap__heap_small_live(out->class_nlive);
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-    uint64_t m = out->class_nmalloc[cls], l = out->class_nlive[cls], sz = neap__class_size[cls];
-    out->nmalloc += m;
-    out->nlive += l;
-    out->bytes_alloc += m * sz;
-    out->bytes_live += l * sz;
-  }
-  out->large_nlive = lm - lf;
-  out->large_bytes_live = lba - lbf;
-  out->nmalloc += lm;
-  out->nlive += lm - lf;
-  out->bytes_alloc += lba;
-  out->bytes_live += lba - lbf;
-  out->nfree = out->nmalloc - out->nlive;
-  out->bytes_free = out->bytes_alloc - out->bytes_live;
 }
 
 void neap__cache_fork(neap_fork_phase phase) {

@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "heap.h"
 #include "os/os.h"
@@ -166,7 +167,7 @@ static int reserve_locked(uint64_t npages) {
   }
   if (heap.nothp) neap__os_nohugepage((void *)base, k * NEAP_ARENA_SIZE);
   for (size_t i = 0; i < k; i++) {
-    neap_arena *a = neap__meta_alloc(sizeof(neap_arena));
+    neap_arena *a = neap__meta_alloc(sizeof(neap_arena), NEAP_META_ARENA);
     if (a == NULL) return ENOMEM; /* arenas registered so far stay valid */
     a->base = base + i * NEAP_ARENA_SIZE;
     a->first_page = (uint64_t)heap.narenas * NEAP_ARENA_PAGES;
@@ -554,8 +555,28 @@ void neap__heap_fork(neap_fork_phase phase) {
   else pthread_mutex_unlock(&heap.lock);
 }
 
-void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]) {
+static void heap_stats_locked(neap_heap_stats *out) {
+  out->pages_grown = heap.inited ? neap__pa_pages_grown(&heap.pa) : 0;
+  out->pages_free = heap.inited ? neap__pa_pages_free(&heap.pa) : 0;
+  out->pages_scavenged = heap.inited ? neap__pa_pages_scavenged(&heap.pa) : 0;
+  out->pages_inuse = heap.pages_inuse;
+  out->pages_lazy = heap.pages_lazy;
+  out->pa_mapped = heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0;
+  out->held = held_pages_locked() << NEAP_PAGE_SHIFT;
+  out->arenas = heap.narenas;
+  out->bytes_reserved = heap.narenas * NEAP_ARENA_SIZE;
+}
+
+void neap__heap_stats(neap_heap_stats *out) {
   pthread_mutex_lock(&heap.lock);
+  heap_stats_locked(out);
+  pthread_mutex_unlock(&heap.lock);
+}
+
+void neap__heap_snapshot(neap_heap_snapshot *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&heap.lock);
+  heap_stats_locked(&out->pages);
   for (size_t k = 0; k < heap.narenas; k++) {
     neap_arena *a = heap.arenas[k];
     uint64_t end = a->first_page + NEAP_ARENA_PAGES;
@@ -567,24 +588,13 @@ void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]) {
         uint64_t announced = atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK;
         uint64_t inuse = neap__span_live(s);
         /* Mid-merge, bits can be cleared before the count drops. */
-        live[s->sizeclass] += inuse > announced ? inuse - announced : 0;
+        out->live[s->sizeclass] += inuse > announced ? inuse - announced : 0;
+      } else {
+        out->live[0]++;
+        out->large_live_bytes += neap__span_bytes(s);
       }
       pg += s->npages - 1;
     }
   }
-  pthread_mutex_unlock(&heap.lock);
-}
-
-void neap__heap_stats(neap_heap_stats *out) {
-  pthread_mutex_lock(&heap.lock);
-  out->pages_grown = heap.inited ? neap__pa_pages_grown(&heap.pa) : 0;
-  out->pages_free = heap.inited ? neap__pa_pages_free(&heap.pa) : 0;
-  out->pages_scavenged = heap.inited ? neap__pa_pages_scavenged(&heap.pa) : 0;
-  out->pages_inuse = heap.pages_inuse;
-  out->pages_lazy = heap.pages_lazy;
-  out->pa_mapped = heap.inited ? neap__pa_mapped_bytes(&heap.pa) : 0;
-  out->held = held_pages_locked() << NEAP_PAGE_SHIFT;
-  out->arenas = heap.narenas;
-  out->bytes_reserved = heap.narenas * NEAP_ARENA_SIZE;
   pthread_mutex_unlock(&heap.lock);
 }

@@ -17,16 +17,23 @@ typedef enum { NEAP_FORK_PREPARE, NEAP_FORK_PARENT, NEAP_FORK_CHILD } neap_fork_
 void neap__process_init(void);
 
 /* --- meta.c: off-heap metadata (never next to user data) */
+/* What metadata is for, for the statistics (span_sys, cache_sys...). */
+typedef enum { NEAP_META_SPAN, NEAP_META_CACHE, NEAP_META_ARENA, NEAP_META_KINDS } neap_meta_kind;
 typedef struct neap_pool {
-  size_t size;   /* object size, a multiple of 16 */
-  void *free;    /* free list */
-  size_t inuse;  /* objects handed out */
+  size_t size;         /* object size, a multiple of 16 */
+  neap_meta_kind kind; /* what its memory counts as */
+  void *free;          /* free list */
+  size_t inuse;        /* objects handed out */
 } neap_pool;
-void *neap__meta_alloc(size_t size);      /* zeroed, 64-byte aligned, never freed; NULL on ENOMEM */
+/* zeroed, 64-byte aligned, never freed; NULL on ENOMEM */
+void *neap__meta_alloc(size_t size, neap_meta_kind kind);
 void *neap__pool_alloc(neap_pool *p);     /* zeroed; NULL on ENOMEM */
 void neap__pool_free(neap_pool *p, void *x);
 typedef struct neap_meta_stats {
   size_t mapped, inuse;
+  /* By kind: carved out of mappings (sys) and handed out now (inuse);
+   * mapped - the sum of sys is slack not carved yet. */
+  size_t sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];
 } neap_meta_stats;
 void neap__meta_stats(neap_meta_stats *out);
 size_t neap__meta_mapped(void); /* bytes mapped, without the lock (a relaxed read) */
@@ -93,9 +100,17 @@ typedef struct neap_heap_stats {
   uint64_t arenas, bytes_reserved;
 } neap_heap_stats;
 void neap__heap_stats(neap_heap_stats *out);
-/* Adds each small span's live objects (allocated, minus frees announced by
- * other threads and not merged yet) to live[class]. O(pages grown). */
-void neap__heap_small_live(uint64_t live[NEAP_NUM_CLASSES]);
+/* The heap's pages and every span's live objects, under one hold of the
+ * heap lock, so that live bytes <= in-use pages exactly. Small spans count
+ * their allocated objects minus frees other threads announced and the
+ * owner has not merged yet; class 0 counts large objects (whole pages).
+ * O(spans): a walk of the span table. */
+typedef struct neap_heap_snapshot {
+  neap_heap_stats pages;
+  uint64_t live[NEAP_NUM_CLASSES];
+  uint64_t large_live_bytes;
+} neap_heap_snapshot;
+void neap__heap_snapshot(neap_heap_snapshot *out);
 
 /* --- scav.c: the background scavenger, the memory limit */
 /* The scavenger's clock in milliseconds (wraps every 49 days; compare
@@ -172,7 +187,7 @@ neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL o
 bool neap__cache_exiting(void);
 void *neap__cache_alloc_exiting(unsigned cls, bool zero);
 /* Large-object counts of a thread with no cache (objects, bytes: + alloc, - free). */
-void neap__cache_count_large_cacheless(int64_t objects, int64_t bytes);
+void neap__cache_count_large_cacheless(uint64_t bytes);
 void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 /* In the child, the caches of the parent's other threads are abandoned:
@@ -191,16 +206,25 @@ bool neap__cache_trim_pending(void); /* does any cache keep empty spans? */
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* A local free made s empty, or freed into a full span: re-file it. */
 void neap__cache_free_local_slow(neap_cache *c, neap_span *s);
-typedef struct neap_alloc_totals {
-  uint64_t nmalloc, nfree, nlive;              /* objects, small and large */
-  uint64_t bytes_alloc, bytes_free, bytes_live;
-  uint64_t large_nlive, large_bytes_live;      /* the large objects among them */
-  uint64_t class_nmalloc[NEAP_NUM_CLASSES];    /* small objects by class */
-  uint64_t class_nlive[NEAP_NUM_CLASSES];
-} neap_alloc_totals;
-/* Allocation totals: mallocs summed over every cache (live and retired),
- * live objects counted in the spans themselves, frees = mallocs - live.
- * Exact when no thread is allocating; a close estimate otherwise. */
-void neap__cache_totals(neap_alloc_totals *out);
+/* Objects handed out so far, summed over every cache (live and retired):
+ * nmalloc[0] counts large objects, large_bytes their bytes (whole
+ * pages). Read without stopping the owners: a count may run ahead of the
+ * truth by a window being loaded or dropped as it is read, never behind
+ * (stats.c relies on that). */
+typedef struct neap_cache_counts {
+  uint64_t nmalloc[NEAP_NUM_CLASSES];
+  uint64_t large_bytes;
+  uint64_t threads; /* caches registered now */
+} neap_cache_counts;
+void neap__cache_counts(neap_cache_counts *out);
+/* The whole snapshot without the kernel's view (stats.c): for mallinfo
+ * and the tests, which must not do I/O. */
+struct neap_stats;
+void neap__stats_snapshot(struct neap_stats *s, bool kernel);
+void neap__stats_fork(neap_fork_phase phase);
+/* statsfile.c: publish the stats file if it is due (the scavenger thread
+ * calls it after each step); returns the ms until it next wants to run,
+ * UINT32_MAX for never. */
+uint32_t neap__statsfile_tick(uint32_t now_ms);
 
 #endif

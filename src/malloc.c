@@ -136,32 +136,25 @@ oom:
   return NULL;
 }
 
-static void count_large(bool alloc, size_t bytes) {
-  neap_cache *c = neap__cache_mine();
-  if (c == NULL) c = neap__cache_get_slow();
-  if (c == NULL) {
-    neap__cache_count_large_cacheless(alloc ? 1 : -1, alloc ? (int64_t)bytes : -(int64_t)bytes);
-    return;
-  }
-  if (alloc) {
-    NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + 1);
-    NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
-  } else {
-    NEAP_STORE(&c->large_nfree, NEAP_LOAD(&c->large_nfree) + 1);
-    NEAP_STORE(&c->large_bytes_free, NEAP_LOAD(&c->large_bytes_free) + bytes);
-  }
-}
-
-static void count_large_resize(size_t old_bytes, size_t new_bytes) {
+/* Large objects are counted as they are made (and grown in place); the
+ * statistics find the live ones in the span table, so frees count nothing. */
+static void count_large(size_t bytes) {
   neap_cache *c = neap__cache_mine();
   if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
-    neap__cache_count_large_cacheless(0, (int64_t)new_bytes - (int64_t)old_bytes);
+    neap__cache_count_large_cacheless(bytes);
     return;
   }
-  if (new_bytes > old_bytes)
-    NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + (new_bytes - old_bytes));
-  else
-    NEAP_STORE(&c->large_bytes_free, NEAP_LOAD(&c->large_bytes_free) + (old_bytes - new_bytes));
+  NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + 1);
+  NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
+}
+
+static void count_large_growth(size_t bytes) {
+  neap_cache *c = neap__cache_mine();
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
+    neap__cache_count_large_cacheless(bytes); /* counts an object too: a close enough rarity */
+    return;
+  }
+  NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
 }
 
 static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
@@ -171,7 +164,7 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  count_large(true, neap__span_bytes(s));
+  count_large(neap__span_bytes(s));
   if (zero && !zeroed) memset((void *)s->base, 0, size);
   return (void *)s->base;
 }
@@ -280,7 +273,6 @@ static neap_span *checked_span(const void *ptr, const char *what) {
 static void free_large(neap_span *s, void *p) {
   uint8_t expect = NEAP_SPAN_LARGE;
   if (!atomic_compare_exchange_strong(&s->state, &expect, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
-  count_large(false, neap__span_bytes(s));
   neap__heap_free_span(s);
 }
 
@@ -399,7 +391,7 @@ void *neap_realloc(void *p, size_t size) {
       size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
       if (npages == s->npages) return p;
       if (npages <= UINT32_MAX && neap__heap_resize_large(s, npages)) {
-        count_large_resize(usable, neap__span_bytes(s));
+        if (neap__span_bytes(s) > usable) count_large_growth(neap__span_bytes(s) - usable);
         return p;
       }
     }
@@ -431,13 +423,13 @@ void *neap__object_start(const void *ptr) {
 }
 
 size_t neap__heap_live_bytes(void) {
-  neap_alloc_totals t;
-  neap__cache_totals(&t);
-  return (size_t)t.bytes_live;
+  neap_stats_t s;
+  neap__stats_snapshot(&s, false);
+  return (size_t)s.heap_alloc;
 }
 
 size_t neap__heap_live_objects(void) {
-  neap_alloc_totals t;
-  neap__cache_totals(&t);
-  return (size_t)t.nlive;
+  neap_stats_t s;
+  neap__stats_snapshot(&s, false);
+  return (size_t)s.heap_objects;
 }

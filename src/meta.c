@@ -10,6 +10,11 @@
  *
  * Invariants: every block is 64-byte aligned (no false sharing between
  * two caches or two spans' hot words) and zeroed when handed out.
+ * Accounting follows Go's XSys/XInuse pairs: bytes carved out of a
+ * mapping count as that kind's sys forever (pools never give memory
+ * back), bytes handed out now as its inuse, and the uncarved tail of the
+ * current mapping as slack (other_sys in the statistics).
+ *
  * Locking: one mutex, a leaf lock: taken with any other neap lock held,
  * and nothing is called while holding it except the os layer.
  */
@@ -24,16 +29,20 @@
 static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t bump_next, bump_end;
 static size_t meta_mapped, meta_inuse;
+static size_t kind_sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];
 
-static void *bump_locked(size_t size) {
+static void *bump_locked(size_t size, neap_meta_kind kind) {
   size = neap__align_up(size, NEAP_CACHE_LINE);
   if (bump_end - bump_next < size) {
     size_t want = size > META_BLOCK ? neap__align_up(size, neap__os_page_size()) : META_BLOCK;
     void *p;
     if (neap__os_map(want, &p) != 0) return NULL;
+    neap__os_name(p, want, "neap-meta");
     __atomic_store_n(&meta_mapped, meta_mapped + want, __ATOMIC_RELAXED); /* read unlocked: neap__meta_mapped */
     if (size > META_BLOCK / 2) { /* a big one-off: keep the current block */
-      meta_inuse += size;
+      meta_inuse += want;
+      kind_sys[kind] += want;
+      kind_inuse[kind] += want;
       return p;
     }
     bump_next = (uintptr_t)p;
@@ -42,12 +51,14 @@ static void *bump_locked(size_t size) {
   void *r = (void *)bump_next;
   bump_next += size;
   meta_inuse += size;
+  kind_sys[kind] += size;
+  kind_inuse[kind] += size;
   return r;
 }
 
-void *neap__meta_alloc(size_t size) {
+void *neap__meta_alloc(size_t size, neap_meta_kind kind) {
   pthread_mutex_lock(&meta_lock);
-  void *p = bump_locked(size);
+  void *p = bump_locked(size, kind);
   pthread_mutex_unlock(&meta_lock);
   return p; /* fresh mappings are zero */
 }
@@ -58,8 +69,9 @@ void *neap__pool_alloc(neap_pool *pool) {
   if (p != NULL) {
     pool->free = *(void **)p;
     meta_inuse += neap__align_up(pool->size, NEAP_CACHE_LINE);
+    kind_inuse[pool->kind] += neap__align_up(pool->size, NEAP_CACHE_LINE);
   } else {
-    p = bump_locked(pool->size);
+    p = bump_locked(pool->size, pool->kind);
   }
   if (p != NULL) pool->inuse++;
   pthread_mutex_unlock(&meta_lock);
@@ -73,6 +85,7 @@ void neap__pool_free(neap_pool *pool, void *x) {
   pool->free = x;
   pool->inuse--;
   meta_inuse -= neap__align_up(pool->size, NEAP_CACHE_LINE);
+  kind_inuse[pool->kind] -= neap__align_up(pool->size, NEAP_CACHE_LINE);
   pthread_mutex_unlock(&meta_lock);
 }
 
@@ -80,6 +93,7 @@ void neap__meta_stats(neap_meta_stats *out) {
   pthread_mutex_lock(&meta_lock);
   out->mapped = meta_mapped;
   out->inuse = meta_inuse;
+  for (int k = 0; k < NEAP_META_KINDS; k++) out->sys[k] = kind_sys[k], out->kind_inuse[k] = kind_inuse[k];
   pthread_mutex_unlock(&meta_lock);
 }
 

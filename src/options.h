@@ -32,7 +32,8 @@
   X(scavtrace, BOOL, 0, 0, 1, "one line per scavenger cycle on stderr")                           \
   X(scavenger, BOOL, 1, 0, 1,                                                                     \
     "run the background scavenger thread; 0: free pages go back only on neap_release, "           \
-    "malloc_trim or the memory limit")
+    "malloc_trim or the memory limit")                                                            \
+  X(statsonexit, BOOL, 0, 0, 1, "print the statistics (text form) to stderr at exit")
 
 /* Options with a variable of their own.
  * X(name, VARIABLE, kind, default, min, max, help). Kinds:
@@ -55,7 +56,9 @@
   X(memlimit_fraction, NEAP_MEMLIMIT_FRACTION, PERCENT, 9000, 1, 10000,                           \
     "the share of the cgroup's memory limit used when NEAP_MEMLIMIT is not set")                  \
   X(cgroup_root, NEAP_CGROUP_ROOT, PATH, 0, 0, 0,                                                 \
-    "read /proc/self/{cgroup,mountinfo} and the cgroup files under this directory (tests)")
+    "read /proc/self/{cgroup,mountinfo} and the cgroup files under this directory (tests)")      \
+  X(stats_dir, NEAP_STATS_DIR, PATH, "/dev/shm", 0, 0,                                            \
+    "where the scavenger publishes neap.PID, the live statistics for `neap stats` (off: nowhere)")
 
 #define NEAP__OPT_TYPE_BOOL long
 #define NEAP__OPT_TYPE_INT long

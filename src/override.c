@@ -100,17 +100,18 @@ NEAP_EXPORT int malloc_trim(size_t pad) {
  *   ordblks, smblks, usmblks, fsmblks  0 (no such structures in neap) */
 static void fill_mallinfo(struct mallinfo2 *mi) {
   memset(mi, 0, sizeof *mi);
-  neap_heap_stats h;
-  neap_alloc_totals t;
-  neap__heap_stats(&h);
-  neap__cache_totals(&t);
-  size_t held = (size_t)(h.pages_grown - h.pages_scavenged) << NEAP_PAGE_SHIFT;
+  neap_stats_t s;
+  neap__stats_snapshot(&s, false);
+  size_t held = (size_t)(s.heap_sys - s.heap_released);
   mi->arena = held;
-  mi->uordblks = (size_t)t.bytes_live;
-  mi->fordblks = held > t.bytes_live ? held - (size_t)t.bytes_live : 0;
-  mi->keepcost = (size_t)(h.pages_free - h.pages_scavenged) << NEAP_PAGE_SHIFT;
-  mi->hblks = (size_t)t.large_nlive;
-  mi->hblkhd = (size_t)t.large_bytes_live;
+  mi->uordblks = (size_t)s.heap_alloc;
+  mi->fordblks = held - (size_t)s.heap_alloc; /* heap_alloc <= heap_inuse <= held */
+  mi->keepcost = (size_t)(s.heap_idle - s.heap_released);
+  uint64_t small = 0;
+  for (uint64_t i = 0; i + 1 < s.nclasses; i++) small += s.by_class[i].size * (s.by_class[i].mallocs - s.by_class[i].frees);
+  const neap_stats_class_t *large = &s.by_class[s.nclasses - 1];
+  mi->hblks = (size_t)(large->mallocs - large->frees);
+  mi->hblkhd = (size_t)(s.heap_alloc - small);
 }
 
 NEAP_EXPORT struct mallinfo2 mallinfo2(void) {

@@ -358,6 +358,7 @@ static int chunks_commit(neap_pagealloc *pa, uint64_t c0, uint64_t c1) {
     if (d->block == NULL) {
       void *p;
       if (neap__os_reserve(NULL, block_bytes(pa), &p) != 0) return ENOMEM;
+      neap__os_name(p, block_bytes(pa), "neap-meta");
       d->block = p;
     }
     uint64_t first = b << PA_BLOCK_SHIFT;
@@ -570,6 +571,7 @@ int neap__pa_init(neap_pagealloc *pa) {
   size_t size = neap__align_up(OFF_END, (uintptr_t)1 << shift);
   void *p;
   if (neap__os_reserve(NULL, size, &p) != 0) return ENOMEM;
+  neap__os_name(p, size, "neap-meta");
   memset(pa, 0, sizeof *pa);
   pa->region = p;
   pa->region_size = size;

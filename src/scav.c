@@ -390,6 +390,10 @@ static void *scav_main(void *arg) {
         if (ms == UINT32_MAX) ms = 1000;
       }
     }
+    /* The stats file: published outside the work lock (stats before
+     * scavenger in the lock order, init.c). */
+    uint32_t pub_ms = neap__statsfile_tick(neap__now_ms());
+    if (pub_ms < ms) ms = pub_ms;
     wait_ms(ms);
     atomic_store(&scav.parked, false);
   }

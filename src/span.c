@@ -26,7 +26,7 @@
 
 /* One pool per bitmap width: span structs of width w can be reused for any
  * class of the same width, and large spans take width 0. */
-#define SPAN_POOL(w) {.size = sizeof(neap_span) + 2 * (w) * sizeof(uint64_t)}
+#define SPAN_POOL(w) {.size = sizeof(neap_span) + 2 * (w) * sizeof(uint64_t), .kind = NEAP_META_SPAN}
 static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1] = {
     SPAN_POOL(0), SPAN_POOL(1), SPAN_POOL(2), SPAN_POOL(3), SPAN_POOL(4),
     SPAN_POOL(5), SPAN_POOL(6), SPAN_POOL(7), SPAN_POOL(8)};

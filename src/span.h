@@ -218,8 +218,9 @@ struct neap_cache {
   /* Owned spans that other threads freed into while they were parked:
    * pushed by a central's drain (under its lock), popped by this thread. */
   _Atomic(neap_span *) inbox;
-  _Atomic uint64_t large_nmalloc, large_nfree; /* large objects */
-  _Atomic uint64_t large_bytes_alloc, large_bytes_free;
+  /* Large objects made, and their bytes (growth in place included): the
+   * page heap's span walk counts the live ones (stats.c). */
+  _Atomic uint64_t large_nmalloc, large_bytes_alloc;
   neap_cache *reg_next, *reg_prev;            /* registry of live caches */
 };
 

@@ -1,58 +1,196 @@
-/* Statistics: neap_stats_read, one consistent snapshot of the heap.
+/* Statistics: neap_stats_read, one snapshot of the heap that tells the
+ * truth about every byte.
  *
- * What it owns: nothing; it gathers. The heap's page counts come in one
- * piece under the heap lock (so heap_sys = heap_inuse + heap_idle and
- * heap_idle >= heap_released hold exactly), object counts from the caches
- * (cache.c: neap__cache_totals, whose frees are mallocs - live by
- * construction), the scavenger's from its counters. Nothing here stops
- * other threads: each source is read under its own lock, briefly.
+ * What it owns: the published cumulative counts (below). Everything else
+ * it gathers:
+ *   - the page heap's figures and every span's live objects come from one
+ *     hold of the heap lock (heap.c: neap__heap_snapshot), so heap_sys =
+ *     heap_inuse + heap_idle, heap_idle >= heap_released and heap_alloc <=
+ *     heap_inuse hold exactly: no span can enter or leave the heap while
+ *     its objects are counted;
+ *   - objects handed out, per class, from the caches (cache.c:
+ *     neap__cache_counts), read after the walk without stopping anyone;
+ *   - metadata by kind (meta.c), the page allocator's own mappings, the
+ *     scavenger's counters, the limit, and the kernel's view of the whole
+ *     process (/proc/self), read right after.
+ *
+ * The hot paths count nothing extra for this: allocation counts a window
+ * of 64 objects at a time, frees count nothing at all, and live objects
+ * are found in the spans' bitmaps. The price is that mallocs (per class)
+ * is read from the caches a moment after the walk, so another thread's
+ * allocations in between can make it run ahead of the live count; and it
+ * can run behind a later snapshot's live count for the same reason. Frees
+ * are mallocs - live, so a naive difference could go backwards, which
+ * Prometheus reads as a counter reset. settle() keeps every published
+ * cumulative count monotonic and heap_objects = mallocs - frees exact:
+ * it publishes live exactly and lets frees (hence mallocs) only grow.
+ *
+ * Locking: stats_lock serialises snapshots (the published counts are
+ * shared); it is taken before the registry and heap locks, never inside
+ * them.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "heap.h"
 #include "memlimit.h"
 #include "neap.h"
+#include "os/os.h"
+
+_Static_assert(NEAP_NUM_CLASSES <= NEAP_STATS_MAX_CLASSES, "neap_stats_t.by_class is too small");
+
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Published so far, per class (0: large objects): objects, and for large
+ * objects bytes (small classes' bytes are count x size). */
+static uint64_t pub_mallocs[NEAP_NUM_CLASSES], pub_frees[NEAP_NUM_CLASSES];
+static uint64_t pub_large_bytes, pub_large_bytes_freed;
+
+/* Settles a cumulative pair against an exact live figure: frees (and with
+ * it the total) never go down, and total - freed = live. */
+static void settle(uint64_t raw_total, uint64_t live, uint64_t *total, uint64_t *freed) {
+  uint64_t f = *freed;
+  if (raw_total > live && raw_total - live > f) f = raw_total - live;
+  if (*total > live && *total - live > f) f = *total - live;
+  *freed = f;
+  *total = f + live;
+}
+
+/* The value of a "Key:   123 kB" line in a /proc file, in bytes; 0 if
+ * absent. */
+static uint64_t proc_kb(const char *buf, const char *key) {
+  size_t klen = strlen(key);
+  for (const char *p = buf; p != NULL && *p != '\0';) {
+    if (strncmp(p, key, klen) == 0 && p[klen] == ':') {
+      p += klen + 1;
+      while (*p == ' ' || *p == '\t') p++;
+      uint64_t v = 0;
+      while (*p >= '0' && *p <= '9') v = v * 10 + (uint64_t)(*p++ - '0');
+      return v * 1024;
+    }
+    p = strchr(p, '\n');
+    if (p != NULL) p++;
+  }
+  return 0;
+}
+
+static size_t read_small_file(const char *path, char *buf, size_t n) {
+  int fd = neap__os_open_read(path);
+  if (fd < 0) return 0;
+  size_t got = 0;
+  long r;
+  while (got < n - 1 && (r = neap__os_read(fd, buf + got, n - 1 - got)) > 0) got += (size_t)r;
+  neap__os_close(fd);
+  buf[got] = '\0';
+  return got;
+}
+
+/* The kernel's view: RSS and LazyFree from smaps_rollup (Linux 4.14+),
+ * else RSS from statm; VSZ from statm. Static buffers under stats_lock:
+ * nothing here allocates. */
+static void read_kernel(neap_stats_t *s) {
+  static char buf[4096];
+  if (read_small_file("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {
+    s->kernel_rss = proc_kb(buf, "Rss");
+    s->kernel_lazyfree = proc_kb(buf, "LazyFree");
+  }
+  if (read_small_file("/proc/self/statm", buf, sizeof buf) > 0) {
+    uint64_t pages[2] = {0, 0};
+    const char *p = buf;
+    for (int i = 0; i < 2; i++) {
+      while (*p == ' ') p++;
+      while (*p >= '0' && *p <= '9') pages[i] = pages[i] * 10 + (uint64_t)(*p++ - '0');
+    }
+    s->kernel_vsz = pages[0] * neap__os_page_size();
+    if (s->kernel_rss == 0) s->kernel_rss = pages[1] * neap__os_page_size();
+  }
+}
+
+void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
+  memset(s, 0, sizeof *s);
+  s->version = NEAP_STATS_VERSION;
+  pthread_mutex_lock(&stats_lock);
+
+  static neap_heap_snapshot hs; /* big (per-class arrays): static, under stats_lock */
+  static neap_cache_counts cc;
+  neap__heap_snapshot(&hs);
+  neap__cache_counts(&cc);
+  neap_meta_stats ms;
+  neap__meta_stats(&ms);
+  if (kernel) read_kernel(s);
+
+  /* Objects, by class, settled; then the sums. */
+  s->nclasses = NEAP_NUM_CLASSES;
+  for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
+    settle(cc.nmalloc[cls], hs.live[cls], &pub_mallocs[cls], &pub_frees[cls]);
+    uint64_t size = cls == 0 ? 0 : neap__class_size[cls];
+    /* Large objects last, as the header says; small ones in size order. */
+    neap_stats_class_t *c = &s->by_class[cls == 0 ? NEAP_NUM_CLASSES - 1 : cls - 1];
+    c->size = size;
+    c->mallocs = pub_mallocs[cls];
+    c->frees = pub_frees[cls];
+    s->mallocs += pub_mallocs[cls];
+    s->frees += pub_frees[cls];
+    s->heap_objects += hs.live[cls];
+    s->heap_alloc += hs.live[cls] * size;
+    s->total_alloc += pub_mallocs[cls] * size;
+  }
+  settle(cc.large_bytes, hs.large_live_bytes, &pub_large_bytes, &pub_large_bytes_freed);
+  s->heap_alloc += hs.large_live_bytes;
+  s->total_alloc += pub_large_bytes;
+  s->threads = cc.threads;
+
+  const neap_heap_stats *hp = &hs.pages;
+  s->heap_sys = hp->pages_grown << NEAP_PAGE_SHIFT;
+  s->heap_inuse = hp->pages_inuse << NEAP_PAGE_SHIFT;
+  s->heap_idle = s->heap_sys - s->heap_inuse;
+  s->heap_released = hp->pages_scavenged << NEAP_PAGE_SHIFT;
+  /* neap's lazy bits say which pages went back with MADV_FREE and were not
+   * reused; the kernel may have reclaimed some since. */
+  s->heap_released_resident = hp->pages_lazy << NEAP_PAGE_SHIFT;
+  if (kernel && s->heap_released_resident > s->kernel_lazyfree) s->heap_released_resident = s->kernel_lazyfree;
+
+  s->span_inuse = ms.kind_inuse[NEAP_META_SPAN];
+  s->span_sys = ms.sys[NEAP_META_SPAN];
+  s->cache_inuse = ms.kind_inuse[NEAP_META_CACHE];
+  s->cache_sys = ms.sys[NEAP_META_CACHE];
+  s->arena_meta_sys = ms.sys[NEAP_META_ARENA];
+  s->pagealloc_sys = hp->pa_mapped;
+  s->other_sys = ms.mapped - (ms.sys[NEAP_META_SPAN] + ms.sys[NEAP_META_CACHE] + ms.sys[NEAP_META_ARENA]);
+  s->sys = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys;
+  s->held = s->sys - s->heap_released;
+  s->reserved = hp->bytes_reserved;
+
+  s->memlimit = neap__memlimit_bytes();
+  s->memlimit_source = (uint64_t)neap__memlimit_source();
+  s->memlimit_hard = s->memlimit != 0 && neap__memlimit_hard();
+
+  neap_scav_totals st;
+  neap__scav_totals(&st);
+  s->scav_bg_bytes = st.bg_bytes;
+  s->scav_eager_bytes = st.eager_bytes;
+  s->scav_forced_bytes = st.forced_bytes;
+  s->scav_cycles = st.cycles;
+  s->scav_cpu_ns = st.cpu_ns;
+  pthread_mutex_unlock(&stats_lock); /* hs and cc are shared */
+}
 
 int neap_stats_read(neap_stats_t *out, size_t size) {
   if (out == NULL || size < sizeof out->version) return EINVAL;
   neap_stats_t s;
-  memset(&s, 0, sizeof s);
-  s.version = NEAP_STATS_VERSION;
-
-  neap_alloc_totals t;
-  neap__cache_totals(&t);
-  s.heap_alloc = t.bytes_live;
-  s.total_alloc = t.bytes_alloc;
-  s.mallocs = t.nmalloc;
-  s.frees = t.nfree;
-  s.heap_objects = t.nlive;
-
-  neap_heap_stats hs;
-  neap__heap_stats(&hs);
-  neap_meta_stats ms;
-  neap__meta_stats(&ms);
-  s.heap_sys = hs.pages_grown << NEAP_PAGE_SHIFT;
-  s.heap_inuse = hs.pages_inuse << NEAP_PAGE_SHIFT;
-  s.heap_idle = s.heap_sys - s.heap_inuse;
-  s.heap_released = hs.pages_scavenged << NEAP_PAGE_SHIFT;
-  s.heap_released_resident = hs.pages_lazy << NEAP_PAGE_SHIFT;
-  s.metadata_sys = ms.mapped + hs.pa_mapped;
-  s.sys = s.heap_sys + s.metadata_sys;
-  s.held = s.sys - s.heap_released;
-
-  s.memlimit = neap__memlimit_bytes();
-  s.memlimit_source = (uint64_t)neap__memlimit_source();
-  s.memlimit_hard = s.memlimit != 0 && neap__memlimit_hard();
-
-  neap_scav_totals st;
-  neap__scav_totals(&st);
-  s.scav_bg_bytes = st.bg_bytes;
-  s.scav_eager_bytes = st.eager_bytes;
-  s.scav_forced_bytes = st.forced_bytes;
-  s.scav_cycles = st.cycles;
-  s.scav_cpu_ns = st.cpu_ns;
-
+  neap__stats_snapshot(&s, true);
   memcpy(out, &s, size < sizeof s ? size : sizeof s);
   return 0;
+}
+
+int neap_stats_print(neap_write_fn *fn, void *arg, neap_stats_format format) {
+  if (fn == NULL) return EINVAL;
+  neap_stats_t s;
+  neap_stats_read(&s, sizeof s);
+  return neap_stats_format_snapshot(&s, fn, arg, format);
+}
+
+void neap__stats_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&stats_lock);
+  else pthread_mutex_unlock(&stats_lock);
 }

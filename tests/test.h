@@ -212,4 +212,36 @@ TEST__FN int test_done(void) {
 }
 #define TEST_DONE() test_done()
 
+
+#ifdef NEAP_H
+/* The invariants neap.h promises for every snapshot, and monotonic
+ * cumulative counts against the previous snapshot (prev may be NULL).
+ * Counts failures through CHECK only when one fails, so that a loop of a
+ * million snapshots does not flood the pass count. */
+static inline void test_check_stats(const neap_stats_t *s, const neap_stats_t *prev) {
+  uint64_t sum = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys;
+  if (s->sys != sum) CHECK_EQ(s->sys, sum);
+  if (s->heap_sys != s->heap_inuse + s->heap_idle) CHECK_EQ(s->heap_sys, s->heap_inuse + s->heap_idle);
+  if (s->heap_idle < s->heap_released) CHECK(s->heap_idle >= s->heap_released);
+  if (s->heap_objects != s->mallocs - s->frees) CHECK_EQ(s->heap_objects, s->mallocs - s->frees);
+  if (s->heap_alloc > s->heap_inuse) {
+    fprintf(stderr, "heap_alloc %" PRIu64 " heap_inuse %" PRIu64 " objects %" PRIu64 "\n", s->heap_alloc, s->heap_inuse, s->heap_objects);
+    CHECK(s->heap_alloc <= s->heap_inuse);
+  }
+  if (s->held != s->sys - s->heap_released) CHECK_EQ(s->held, s->sys - s->heap_released);
+  if (s->frees > s->mallocs) CHECK(s->frees <= s->mallocs);
+  uint64_t m = 0, f = 0;
+  for (uint64_t i = 0; i < s->nclasses; i++) m += s->by_class[i].mallocs, f += s->by_class[i].frees;
+  if (m != s->mallocs || f != s->frees) CHECK(m == s->mallocs && f == s->frees);
+  if (prev == NULL) return;
+  if (s->mallocs < prev->mallocs || s->frees < prev->frees || s->total_alloc < prev->total_alloc)
+    CHECK(s->mallocs >= prev->mallocs && s->frees >= prev->frees && s->total_alloc >= prev->total_alloc);
+  for (uint64_t i = 0; i < s->nclasses; i++)
+    if (s->by_class[i].mallocs < prev->by_class[i].mallocs || s->by_class[i].frees < prev->by_class[i].frees)
+      CHECK(s->by_class[i].mallocs >= prev->by_class[i].mallocs && s->by_class[i].frees >= prev->by_class[i].frees);
+  if (s->scav_bg_bytes < prev->scav_bg_bytes || s->scav_cycles < prev->scav_cycles)
+    CHECK(s->scav_bg_bytes >= prev->scav_bg_bytes && s->scav_cycles >= prev->scav_cycles);
+}
+#endif
+
 #endif

@@ -1,10 +1,13 @@
 /* neap: the command-line tool.
  *
- *   neap run [--] CMD [ARGS...]   run CMD with libneap preloaded
+ *   neap run [OPTIONS] [--] CMD [ARGS...]   run CMD with libneap preloaded
+ *   neap stats PID [--json|--prom] [--watch S]   a neap process's live stats
+ *   neap inspect PID                        explain any process's memory
+ *   neap serve [--listen HOST:PORT] PID...  /metrics for Prometheus
+ *   neap demo                               the peak-and-return demo
  *
- * Later subcommands (stats, explain...) join the table in main. The tool is
- * an ordinary program: it uses libc's malloc, never neap's, so that it can
- * inspect a process without perturbing it.
+ * The tool is an ordinary program: it uses libc's malloc, never neap's,
+ * so that it can inspect a process without perturbing it.
  *
  * `run` finds the library next to the tool (build/neap beside
  * build/libneap.so) or in the lib directory of an installed prefix, puts it first in
@@ -20,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tool.h"
+
 #ifndef NEAP_VERSION
 #define NEAP_VERSION "unknown"
 #endif
@@ -32,17 +37,25 @@ static const char usage_main[] =
     "usage: neap <command> [options]\n"
     "\n"
     "neap is a memory manager for C and C++ programs (a malloc built on the\n"
-    "Go runtime's allocator). This tool runs programs with it.\n"
+    "Go runtime's allocator). This tool runs programs with it and explains\n"
+    "where a process's memory goes.\n"
     "\n"
     "commands:\n"
-    "  run [--] CMD [ARGS...]   run CMD with libneap.so preloaded\n"
+    "  run [OPTIONS] [--] CMD [ARGS...]   run CMD with libneap.so preloaded\n"
+    "  stats PID [--json|--prom] [--watch SECONDS]\n"
+    "                                     a neap process's live statistics\n"
+    "  inspect PID                        explain any process's memory (Go, Java,\n"
+    "                                     glibc, neap...) from /proc\n"
+    "  serve [--listen HOST:PORT] PID...  serve /metrics (Prometheus) for neap\n"
+    "                                     processes\n"
+    "  demo                               peak and fragmentation: glibc against neap\n"
     "\n"
     "options:\n"
-    "  -h, --help               this help ('neap run --help' for run's)\n"
+    "  -h, --help               this help ('neap COMMAND --help' for a command's)\n"
     "  --version                print the version\n";
 
 static const char usage_run[] =
-    "usage: neap run [--] CMD [ARGS...]\n"
+    "usage: neap run [--memlimit SIZE] [--trace] [--stats] [--] CMD [ARGS...]\n"
     "\n"
     "Runs CMD with neap as its malloc: libneap.so (found next to this tool,\n"
     "or in the lib directory of its install prefix) goes first in LD_PRELOAD,\n"
@@ -50,12 +63,28 @@ static const char usage_run[] =
     "exit status (or the signal that ends it) is the tool's own. CMD is\n"
     "looked up in PATH. Use -- when CMD itself starts with '-'.\n"
     "\n"
-    "neap reads its settings from the environment: NEAP_* variables and\n"
+    "options:\n"
+    "  --memlimit SIZE   a memory limit on what neap holds (NEAP_MEMLIMIT:\n"
+    "                    e.g. 512MiB, 2GiB, off)\n"
+    "  --trace           one line per scavenger cycle on stderr\n"
+    "                    (NEAPDEBUG=scavtrace=1)\n"
+    "  --stats           print the statistics to stderr at exit\n"
+    "                    (NEAPDEBUG=statsonexit=1)\n"
+    "\n"
+    "neap reads its other settings from the environment: NEAP_* variables and\n"
     "NEAPDEBUG=key=value,... (see README.md), e.g.\n"
     "  NEAPDEBUG=warnforeign=1 neap run -- python3 script.py\n"
     "\n"
     "exit status: CMD's; 127 if CMD cannot be found, 126 if it cannot be\n"
     "run, 2 for a usage error, 1 if libneap.so cannot be found.\n";
+
+static const char usage_demo[] =
+    "usage: neap demo\n"
+    "\n"
+    "Runs the demo (build/neap-demo, about 40 s): a program that reaches a\n"
+    "peak and frees it, and one that fragments its heap, under glibc and\n"
+    "under neap, with RSS sampled every 100 ms; prints the table and writes\n"
+    "SVG plots. Arguments after 'demo' go to neap-demo.\n";
 
 /* The directory holding this executable, or NULL. */
 static char *self_dir(void) {
@@ -82,16 +111,41 @@ static char *find_library(void) {
   return NULL;
 }
 
+/* Appends key=value to NEAPDEBUG (keeping what is there). */
+static int add_debug(const char *kv) {
+  const char *old = getenv("NEAPDEBUG");
+  if (old == NULL || *old == '\0') return setenv("NEAPDEBUG", kv, 1);
+  size_t n = strlen(old) + 1 + strlen(kv) + 1;
+  char *both = malloc(n);
+  if (both == NULL) return -1;
+  snprintf(both, n, "%s,%s", old, kv);
+  int r = setenv("NEAPDEBUG", both, 1);
+  free(both);
+  return r;
+}
+
 static int cmd_run(int argc, char **argv) {
   int i = 1;
-  if (i < argc && (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)) {
-    fputs(usage_run, stdout);
-    return 0;
-  }
-  if (i < argc && strcmp(argv[i], "--") == 0) i++;
-  else if (i < argc && argv[i][0] == '-') {
-    fprintf(stderr, "neap run: unknown option '%s'\n\n%s", argv[i], usage_run);
-    return 2;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      fputs(usage_run, stdout);
+      return 0;
+    } else if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    } else if (strcmp(a, "--memlimit") == 0 && i + 1 < argc) {
+      setenv("NEAP_MEMLIMIT", argv[++i], 1);
+    } else if (strncmp(a, "--memlimit=", 11) == 0) {
+      setenv("NEAP_MEMLIMIT", a + 11, 1);
+    } else if (strcmp(a, "--trace") == 0) {
+      add_debug("scavtrace=1");
+    } else if (strcmp(a, "--stats") == 0) {
+      add_debug("statsonexit=1");
+    } else {
+      fprintf(stderr, "neap run: unknown option '%s'\n\n%s", a, usage_run);
+      return 2;
+    }
   }
   if (i >= argc) {
     fprintf(stderr, "neap run: no command given\n\n%s", usage_run);
@@ -121,6 +175,25 @@ static int cmd_run(int argc, char **argv) {
   return err == ENOENT ? 127 : 126;
 }
 
+/* Runs neap-demo, found next to this tool (it is built into build/). */
+static int cmd_demo(int argc, char **argv) {
+  if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+    fputs(usage_demo, stdout);
+    return 0;
+  }
+  static char path[PATH_MAX + 16];
+  const char *dir = self_dir();
+  snprintf(path, sizeof path, "%s/neap-demo", dir ? dir : ".");
+  if (access(path, X_OK) != 0) {
+    fprintf(stderr, "neap demo: cannot find %s (the demo is built in build/, not installed)\n", path);
+    return 1;
+  }
+  argv[0] = path;
+  execv(path, argv);
+  fprintf(stderr, "neap demo: %s: %s\n", path, strerror(errno));
+  return 126;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_main, stderr);
@@ -136,6 +209,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+  if (strcmp(cmd, "stats") == 0) return cmd_stats(argc - 1, argv + 1);
+  if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
+  if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 1, argv + 1);
   fprintf(stderr, "neap: unknown command '%s'\n\n%s", cmd, usage_main);
   return 2;
 }

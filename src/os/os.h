@@ -81,6 +81,31 @@ const char *neap__os_getenv(const char *name);
  * makes its first allocations). */
 bool neap__os_env_ready(void);
 
+/* Publishing a small file (the stats file, src/statsfile.c): create a new
+ * file that must not exist yet, never following a symbolic link, with the
+ * given mode (a descriptor, or -errno); write all of buf (0 or an errno);
+ * rename over the target (0 or an errno; fails with EPERM over another
+ * user's file in a sticky directory such as /dev/shm); unlink. */
+int neap__os_create_excl(const char *path, unsigned mode);
+int neap__os_write_all(int fd, const char *buf, size_t n);
+int neap__os_rename(const char *from, const char *to);
+void neap__os_unlink(const char *path);
+/* Calls fn(arg, name) for each entry of a directory (static buffer, no
+ * allocation; "." and ".." skipped). 0 or an errno value. */
+int neap__os_list_dir(const char *dir, void (*fn)(void *arg, const char *name), void *arg);
+/* Whether path (not followed if a link) is a regular file owned by this
+ * process's effective user. */
+bool neap__os_file_is_mine(const char *path);
+/* Whether a process with this id exists (one we may not signal counts). */
+bool neap__os_pid_alive(long pid);
+/* The process id (not cached: a forked child has its own). */
+long neap__os_getpid(void);
+
+/* Name an anonymous mapping ("[anon:NAME]" in /proc/PID/maps and smaps),
+ * so that the neap tool and people can tell neap's memory apart. Needs
+ * Linux 5.17 with CONFIG_ANON_VMA_NAME; elsewhere it does nothing. */
+void neap__os_name(void *addr, size_t size, const char *name);
+
 /* Write raw bytes to standard error, bypassing stdio (which allocates). */
 void neap__os_write_err(const char *s, size_t n);
 

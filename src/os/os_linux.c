@@ -19,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,6 +199,103 @@ const char *neap__os_getenv(const char *name) {
 }
 
 bool neap__os_env_ready(void) { return environ != NULL; }
+
+int neap__os_create_excl(const char *path, unsigned mode) {
+  int saved = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+  int err = fd < 0 ? errno : 0;
+  errno = saved;
+  return fd < 0 ? -err : fd;
+}
+
+int neap__os_write_all(int fd, const char *buf, size_t n) {
+  int saved = errno, err = 0;
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+  errno = saved;
+  return err;
+}
+
+int neap__os_rename(const char *from, const char *to) {
+  int saved = errno;
+  int err = rename(from, to) == 0 ? 0 : errno;
+  errno = saved;
+  return err;
+}
+
+void neap__os_unlink(const char *path) {
+  int saved = errno;
+  unlink(path);
+  errno = saved;
+}
+
+long neap__os_getpid(void) { return (long)getpid(); }
+
+int neap__os_list_dir(const char *dir, void (*fn)(void *arg, const char *name), void *arg) {
+  static char buf[8192]; /* callers are serialised (the scavenger thread) */
+  int saved = errno;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    errno = saved;
+    return err;
+  }
+  long n;
+  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[];
+      } *d = (void *)(buf + off);
+      if (strcmp(d->name, ".") != 0 && strcmp(d->name, "..") != 0) fn(arg, d->name);
+      off += d->reclen;
+    }
+  }
+  close(fd);
+  errno = saved;
+  return 0;
+}
+
+bool neap__os_file_is_mine(const char *path) {
+  int saved = errno;
+  struct stat st;
+  bool mine = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid();
+  errno = saved;
+  return mine;
+}
+
+bool neap__os_pid_alive(long pid) {
+  int saved = errno;
+  bool alive = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  errno = saved;
+  return alive;
+}
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+void neap__os_name(void *addr, size_t size, const char *name) {
+  static _Atomic int unsupported;
+  if (atomic_load_explicit(&unsupported, memory_order_relaxed)) return;
+  int saved = errno;
+  if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, (unsigned long)size, (unsigned long)name) != 0 &&
+      errno == EINVAL)
+    atomic_store_explicit(&unsupported, 1, memory_order_relaxed);
+  errno = saved;
+}
 
 void neap__os_write_err(const char *s, size_t n) {
   int saved = errno;

@@ -6,7 +6,8 @@ check() { if [ "$2" -eq 0 ]; then pass=$((pass + 1)); echo "ok    $1"; else fail
 libdir=$(cd "$(dirname "$lib")" && pwd)
 
 out=$("$tool" --help); rc=$?
-[ $rc -eq 0 ] && echo "$out" | grep -q "^usage: neap <command>" && echo "$out" | grep -q "run \[--\] CMD"
+[ $rc -eq 0 ] && echo "$out" | grep -q "^usage: neap <command>" && echo "$out" | grep -q "run \[OPTIONS\] \[--\] CMD" &&
+  echo "$out" | grep -q "stats PID" && echo "$out" | grep -q "inspect PID" && echo "$out" | grep -q "serve"
 check "neap --help" $?
 out=$("$tool" run --help); rc=$?
 [ $rc -eq 0 ] && echo "$out" | grep -q "^usage: neap run" && echo "$out" | grep -q "exit status"

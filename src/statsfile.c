@@ -1,0 +1,227 @@
+/* The stats file: live statistics for readers outside the process.
+ *
+ * A process can be asked about its memory only from the inside. So that
+ * `neap stats PID`, `neap inspect PID` and `neap serve` can answer without
+ * a debugger, a neap process publishes its statistics in the text form
+ * (statsfmt.c) in NEAP_STATS_DIR/neap.PID (default /dev/shm/neap.PID),
+ * refreshed by the scavenger thread at most once a second, and only when
+ * something changed (an idle process rewrites nothing and wakes every 8 s
+ * at most to look). The file is removed at exit.
+ *
+ * On by default: memory questions come up after the fact, in production,
+ * when restarting the process with a flag would destroy the evidence. The
+ * cost is one tmpfs file of about 4 KiB per process that has run the
+ * scavenger (a heap over 8 MiB: small tools never publish), and one
+ * snapshot a second while the process is active. NEAP_STATS_DIR=off
+ * turns it off.
+ *
+ * Security model. The file holds counters only: no addresses (so it does
+ * not weaken ASLR) and no program data. It is created with mode 0600, so
+ * only the process's user (and root) can read it: the same people who can
+ * already read /proc/PID/smaps, which says more. /dev/shm is writable by
+ * everyone (sticky), so the writer never follows a symbolic link and never
+ * opens an existing file: it creates a fresh temporary file (O_EXCL |
+ * O_NOFOLLOW) and renames it over neap.PID, which the sticky bit forbids
+ * when another user owns that name; a squatter can then stop neap from
+ * publishing, nothing worse. Readers (the neap tool) check that the file
+ * belongs to the process's user and that the pid and start time inside
+ * match the live process, so neither a forged file nor one left by a
+ * killed process is believed.
+ *
+ * A process killed by a signal cannot remove its file. So that such files
+ * do not pile up, a process removes, when it first publishes, every
+ * neap.PID file in the directory that belongs to its user and whose
+ * process no longer exists (one directory listing per process).
+ *
+ * fork: the child has another pid; its own scavenger publishes its own
+ * file, and only the process that wrote a file removes it.
+ *
+ * Locking: only the scavenger thread publishes; a spin flag keeps the exit
+ * handler from removing the file while a write is under way (and any
+ * write after it). Nothing is allocated: paths and the text live in static buffers.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "heap.h"
+#include "neap.h"
+#include "options.h"
+#include "os/os.h"
+#include "statsfmt.h"
+
+#define MAX_QUIET_MS 8000u
+
+static struct {
+  long pid;                /* the process that published, 0 if none */
+  uint64_t starttime;      /* its start time, clock ticks since boot */
+  char path[256], tmp[256];
+  uint32_t last_ms;        /* when we last looked */
+  uint32_t interval_ms;    /* 1000 after a change, up to MAX_QUIET_MS */
+  bool failed;             /* gave up (no directory, squatted name) */
+  neap_stats_t last;       /* what the file says now */
+  char text[8192];
+  size_t len;
+} pub;
+
+static atomic_flag busy = ATOMIC_FLAG_INIT;
+static _Atomic bool exiting;
+
+static void busy_lock(void) {
+  while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) {
+  }
+}
+static void busy_unlock(void) { atomic_flag_clear_explicit(&busy, memory_order_release); }
+
+static void put(char *buf, size_t cap, size_t *n, const char *s) {
+  size_t k = strlen(s);
+  if (k > cap - 1 - *n) k = cap - 1 - *n;
+  memcpy(buf + *n, s, k);
+  *n += k;
+  buf[*n] = '\0';
+}
+
+static void put_u(char *buf, size_t cap, size_t *n, uint64_t v) {
+  char num[24];
+  size_t i = sizeof num - 1;
+  num[i] = '\0';
+  do num[--i] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  put(buf, cap, n, num + i);
+}
+
+/* Field 22 of /proc/self/stat: the start time, which with the pid names
+ * a process uniquely (pids are reused). The command name (field 2) may
+ * hold spaces and parentheses, so count from the last ')'. */
+static uint64_t read_starttime(void) {
+  static char buf[1024];
+  int fd = neap__os_open_read("/proc/self/stat");
+  if (fd < 0) return 0;
+  long n = neap__os_read(fd, buf, sizeof buf - 1);
+  neap__os_close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  if (p == NULL) return 0;
+  for (int field = 2; field < 22 && p != NULL; field++) {
+    p = strchr(p + 1, ' ');
+  }
+  if (p == NULL) return 0;
+  uint64_t v = 0;
+  for (p++; *p >= '0' && *p <= '9'; p++) v = v * 10 + (uint64_t)(*p - '0');
+  return v;
+}
+
+static void append_text(void *arg, const char *buf, size_t len) {
+  (void)arg;
+  if (len > sizeof pub.text - 1 - pub.len) len = sizeof pub.text - 1 - pub.len;
+  memcpy(pub.text + pub.len, buf, len);
+  pub.len += len;
+}
+
+static bool enabled(void) {
+  const char *dir = neap__opt.stats_dir;
+  return dir != NULL && *dir != '\0' && strcmp(dir, "off") != 0;
+}
+
+/* Removes our user's files of processes that are gone. */
+static void remove_if_stale(void *arg, const char *name) {
+  (void)arg;
+  if (strncmp(name, "neap.", 5) != 0 || name[5] < '1' || name[5] > '9') return;
+  long pid = 0;
+  const char *p = name + 5;
+  for (; *p >= '0' && *p <= '9' && pid < (1L << 31); p++) pid = pid * 10 + (*p - '0');
+  if (*p != '\0' || pid == pub.pid || neap__os_pid_alive(pid)) return;
+  static char path[320];
+  size_t n = 0;
+  put(path, sizeof path, &n, neap__opt.stats_dir);
+  put(path, sizeof path, &n, "/");
+  put(path, sizeof path, &n, name);
+  if (neap__os_file_is_mine(path)) neap__os_unlink(path);
+}
+
+static bool write_file(void) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int fd = neap__os_create_excl(pub.tmp, 0600);
+    if (fd == -17 /* EEXIST: a crashed writer's, or a squatter's */ && attempt == 0) {
+      neap__os_unlink(pub.tmp);
+      continue;
+    }
+    if (fd < 0) return false;
+    int err = neap__os_write_all(fd, pub.text, pub.len);
+    neap__os_close(fd);
+    if (err == 0 && neap__os_rename(pub.tmp, pub.path) == 0) return true;
+    neap__os_unlink(pub.tmp);
+    return false;
+  }
+  return false;
+}
+
+uint32_t neap__statsfile_tick(uint32_t now_ms) {
+  if (!enabled()) return UINT32_MAX;
+  long pid = neap__os_getpid();
+  if (pub.pid != pid) { /* first time, or a forked child */
+    memset(&pub.last, 0, sizeof pub.last);
+    pub.pid = pid;
+    pub.starttime = read_starttime();
+    pub.failed = false;
+    pub.interval_ms = 1000;
+    pub.last_ms = now_ms - 1000;
+    size_t n = 0;
+    put(pub.path, sizeof pub.path, &n, neap__opt.stats_dir);
+    put(pub.path, sizeof pub.path, &n, "/neap.");
+    put_u(pub.path, sizeof pub.path, &n, (uint64_t)pid);
+    n = 0;
+    put(pub.tmp, sizeof pub.tmp, &n, neap__opt.stats_dir);
+    put(pub.tmp, sizeof pub.tmp, &n, "/.neap.");
+    put_u(pub.tmp, sizeof pub.tmp, &n, (uint64_t)pid);
+    put(pub.tmp, sizeof pub.tmp, &n, ".tmp");
+    neap__os_list_dir(neap__opt.stats_dir, remove_if_stale, NULL);
+  }
+  if (pub.failed) return UINT32_MAX;
+  uint32_t since = now_ms - pub.last_ms;
+  if (since < pub.interval_ms) return pub.interval_ms - since;
+  pub.last_ms = now_ms;
+
+  neap_stats_t s;
+  neap_stats_read(&s, sizeof s);
+  if (memcmp(&s, &pub.last, sizeof s) == 0) {
+    pub.interval_ms = pub.interval_ms * 2 > MAX_QUIET_MS ? MAX_QUIET_MS : pub.interval_ms * 2;
+    return pub.interval_ms;
+  }
+  pub.interval_ms = 1000;
+  pub.len = 0;
+  pub.text[0] = '\0';
+  put(pub.text, sizeof pub.text, &pub.len, "pid: ");
+  put_u(pub.text, sizeof pub.text, &pub.len, (uint64_t)pid);
+  put(pub.text, sizeof pub.text, &pub.len, "\nstarttime: ");
+  put_u(pub.text, sizeof pub.text, &pub.len, pub.starttime);
+  put(pub.text, sizeof pub.text, &pub.len, "\npublished_ms: ");
+  put_u(pub.text, sizeof pub.text, &pub.len, neap__os_nanotime() / 1000000u);
+  put(pub.text, sizeof pub.text, &pub.len, "\n");
+  neap_stats_format_snapshot(&s, append_text, NULL, NEAP_STATS_TEXT);
+  busy_lock();
+  bool ok = !atomic_load(&exiting) && write_file();
+  busy_unlock();
+  if (!ok) {
+    pub.failed = true;
+    return UINT32_MAX;
+  }
+  pub.last = s;
+  return pub.interval_ms;
+}
+
+static void write_stderr(void *arg, const char *buf, size_t len) {
+  (void)arg;
+  neap__os_write_err(buf, len);
+}
+
+/* At exit: remove our file (not a parent's: see fork above) and, with
+ * NEAPDEBUG=statsonexit=1, print the statistics. */
+__attribute__((destructor)) static void statsfile_exit(void) {
+  atomic_store(&exiting, true);
+  busy_lock();
+  if (pub.pid != 0 && pub.pid == neap__os_getpid() && !pub.failed && pub.last.version != 0)
+    neap__os_unlink(pub.path);
+  busy_unlock();
+  if (neap__opt.statsonexit) neap_stats_print(write_stderr, NULL, NEAP_STATS_TEXT);
+}
