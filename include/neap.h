@@ -164,10 +164,10 @@ typedef struct neap_stats {
  *   heap_objects = mallocs - frees;      heap_alloc <= heap_inuse;
  *   each class's and the cumulative counters never decrease.
  * The live figures (heap_alloc, heap_objects) are exact at the moment the
- * heap lock was held; the cumulative counters may run ahead of that
- * moment by what other threads allocated while the snapshot was taken,
- * never behind. Reading walks the span table under the heap lock (about
- * a millisecond per GiB of small objects) and reads /proc/self for the
+ * heap lock was held; the cumulative counters may lag that moment by what
+ * other threads did while the snapshot was taken, never run ahead of it,
+ * and are exact whenever the other threads are quiet. Reading walks the span table under the heap lock (about
+ * 2 ms per GiB of 64-byte objects) and reads /proc/self for the
  * kernel_* fields; it stops no thread beyond that. */
 NEAP_API int neap_stats_read(neap_stats_t *s, size_t size);
 

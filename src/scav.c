@@ -51,8 +51,9 @@
  * between them. With nothing young to wait for, the thread parks on a
  * condition variable and the heap wakes it when pages are freed (a kick:
  * one relaxed load on the span-free path); an idle process with nothing to
- * return is never woken. With idle caches still holding spans it wakes
- * once per delay to take them.
+ * return is woken only to refresh its stats file (statsfile.c: every 8 s
+ * at most once nothing changes; never with NEAP_STATS_DIR=off). With idle
+ * caches still holding spans it wakes once per delay to take them.
  *
  * Memory limit (NEAP_MEMLIMIT, or NEAP_MEMLIMIT_FRACTION of the cgroup's
  * limit: memlimit.c). It bounds what neap holds from the OS: grown pages

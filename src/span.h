@@ -188,6 +188,10 @@ typedef struct neap_slot {
    * statistics subtract it. Frees are not counted on any fast path: the
    * statistics derive them from the spans' in-use bitmaps. */
   _Atomic uint64_t nmalloc;
+  /* A sequence count, odd while a window is being loaded or dropped, so
+   * that the statistics read nmalloc and bits as a consistent pair
+   * (cache.c: slot_handed_out). Slow path only. */
+  _Atomic uint32_t seq;
 } neap_slot;
 
 /* Hands out the lowest free object of a slot's window: b is the window's

@@ -17,13 +17,16 @@
  * The hot paths count nothing extra for this: allocation counts a window
  * of 64 objects at a time, frees count nothing at all, and live objects
  * are found in the spans' bitmaps. The price is that mallocs (per class)
- * is read from the caches a moment after the walk, so another thread's
- * allocations in between can make it run ahead of the live count; and it
- * can run behind a later snapshot's live count for the same reason. Frees
- * are mallocs - live, so a naive difference could go backwards, which
- * Prometheus reads as a counter reset. settle() keeps every published
- * cumulative count monotonic and heap_objects = mallocs - frees exact:
- * it publishes live exactly and lets frees (hence mallocs) only grow.
+ * and live come from two reads, moments apart, while other threads go on:
+ * frees = mallocs - live can come out short, or even negative, and a
+ * naive difference could go backwards, which Prometheus reads as a
+ * counter reset. So the handed-out counts are read *before* the walk
+ * (each is a value its cache really had: never ahead of the truth at the
+ * walk), live is published exactly, and settle() lets frees (hence
+ * mallocs = frees + live) only grow. Everything published then lags the
+ * truth by at most what other threads did during the read, never runs
+ * ahead of it, and is exact again as soon as they are quiet: the errors
+ * do not accumulate.
  *
  * Locking: stats_lock serialises snapshots (the published counts are
  * shared); it is taken before the registry and heap locks, never inside
@@ -47,7 +50,9 @@ static uint64_t pub_mallocs[NEAP_NUM_CLASSES], pub_frees[NEAP_NUM_CLASSES];
 static uint64_t pub_large_bytes, pub_large_bytes_freed;
 
 /* Settles a cumulative pair against an exact live figure: frees (and with
- * it the total) never go down, and total - freed = live. */
+ * it the total) never go down, and total - freed = live. raw_total <= the
+ * truth, so each candidate for freed is <= the true frees: a short
+ * reading is made good by the next one, never carried forward. */
 static void settle(uint64_t raw_total, uint64_t live, uint64_t *total, uint64_t *freed) {
   uint64_t f = *freed;
   if (raw_total > live && raw_total - live > f) f = raw_total - live;
@@ -113,8 +118,8 @@ void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
 
   static neap_heap_snapshot hs; /* big (per-class arrays): static, under stats_lock */
   static neap_cache_counts cc;
+  neap__cache_counts(&cc); /* before the walk: see settle */
   neap__heap_snapshot(&hs);
-  neap__cache_counts(&cc);
   neap_meta_stats ms;
   neap__meta_stats(&ms);
   if (kernel) read_kernel(s);
