@@ -36,9 +36,10 @@
  * fork: the child has another pid; its own scavenger publishes its own
  * file, and only the process that wrote a file removes it.
  *
- * Locking: only the scavenger thread publishes; a spin flag keeps the exit
- * handler from removing the file while a write is under way (and any
- * write after it). Nothing is allocated: paths and the text live in static buffers.
+ * Locking: only the scavenger thread publishes, holding a spin flag for
+ * the whole of each tick (a snapshot and a small write: milliseconds), so
+ * that the exit handler, which takes it too, neither races the state nor
+ * removes the file while a write is under way (or lets one start after). Nothing is allocated: paths and the text live in static buffers.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -156,8 +157,7 @@ static bool write_file(void) {
   return false;
 }
 
-uint32_t neap__statsfile_tick(uint32_t now_ms) {
-  if (!enabled()) return UINT32_MAX;
+static uint32_t tick_locked(uint32_t now_ms) {
   long pid = neap__os_getpid();
   if (pub.pid != pid) { /* first time, or a forked child */
     memset(&pub.last, 0, sizeof pub.last);
@@ -199,15 +199,20 @@ uint32_t neap__statsfile_tick(uint32_t now_ms) {
   put_u(pub.text, sizeof pub.text, &pub.len, neap__os_nanotime() / 1000000u);
   put(pub.text, sizeof pub.text, &pub.len, "\n");
   neap_stats_format_snapshot(&s, append_text, NULL, NEAP_STATS_TEXT);
-  busy_lock();
-  bool ok = !atomic_load(&exiting) && write_file();
-  busy_unlock();
-  if (!ok) {
+  if (!write_file()) {
     pub.failed = true;
     return UINT32_MAX;
   }
   pub.last = s;
   return pub.interval_ms;
+}
+
+uint32_t neap__statsfile_tick(uint32_t now_ms) {
+  if (!enabled()) return UINT32_MAX;
+  busy_lock(); /* the whole tick: the exit handler reads what it writes */
+  uint32_t ms = atomic_load(&exiting) ? UINT32_MAX : tick_locked(now_ms);
+  busy_unlock();
+  return ms;
 }
 
 static void write_stderr(void *arg, const char *buf, size_t len) {
