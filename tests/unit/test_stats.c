@@ -198,6 +198,7 @@ static void test_formats(void) {
   CHECK(strstr(k.buf, "neap_class_mallocs_total{pid=\"1\",size=\"16\"} ") != NULL);
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 /* RSS of the mappings inside neap's heap (neap_owns of their start), and
  * of all mappings. */
 static uint64_t smaps_heap_rss(uint64_t *all) {
@@ -220,6 +221,7 @@ static uint64_t smaps_heap_rss(uint64_t *all) {
   *all = total;
   return rss;
 }
+#endif
 
 static void test_reconcile(void) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
