@@ -130,6 +130,12 @@ out=$("$tool" stats 999999999 2>&1); rc=$?
 check "no such process: $out" $?
 out=$("$tool" stats $$ 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$out" | grep -q "not a neap process"; check "not a neap process: $out" $?
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
+  setpriv --reuid=65534 --regid=65534 --clear-groups "$tool" --help >/dev/null 2>&1; then
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$tool" stats $P 2>&1); rc=$?
+  [ $rc -eq 1 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "permission denied"
+  check "another user's process: one line, permission denied ($out)" $?
+fi
 "$tool" stats abc >/dev/null 2>&1; [ $? -eq 2 ]; check "a bad pid is a usage error" $?
 "$tool" stats $P --frob >/dev/null 2>&1; [ $? -eq 2 ]; check "an unknown option is a usage error" $?
 for c in stats inspect serve demo run; do
