@@ -226,5 +226,6 @@ void neap__stats_fork(neap_fork_phase phase);
  * calls it after each step); returns the ms until it next wants to run,
  * UINT32_MAX for never. */
 uint32_t neap__statsfile_tick(uint32_t now_ms);
+void neap__statsfile_fork(neap_fork_phase phase);
 
 #endif

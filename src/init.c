@@ -12,8 +12,8 @@
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
- * handler takes every neap lock, in the lock order (the statistics lock, the scavenger's work
- * lock, the cache registry, the centrals by class, the heap, metadata),
+ * handler takes every neap lock, in the lock order (the stats file's flag, the statistics lock, the
+ * scavenger's work lock, the cache registry, the centrals by class, the heap, metadata),
  * and the parent and child handlers release them. While they are held no other thread is
  * inside a locked region, so the child's heap is consistent: only the
  * lock-free state of the parent's other threads (their caches and the
@@ -35,6 +35,7 @@
 #include "options.h"
 
 static void fork_prepare(void) {
+  neap__statsfile_fork(NEAP_FORK_PREPARE);
   neap__stats_fork(NEAP_FORK_PREPARE);
   neap__scav_fork(NEAP_FORK_PREPARE);
   neap__cache_fork(NEAP_FORK_PREPARE);
@@ -50,6 +51,7 @@ static void fork_after(neap_fork_phase phase) {
   neap__cache_fork(phase);
   neap__scav_fork(phase);
   neap__stats_fork(phase);
+  neap__statsfile_fork(phase);
 }
 
 static void fork_parent(void) { fork_after(NEAP_FORK_PARENT); }

@@ -215,6 +215,15 @@ uint32_t neap__statsfile_tick(uint32_t now_ms) {
   return ms;
 }
 
+/* fork: the flag is taken first of all neap's locks (a tick takes the
+ * statistics' locks inside it), so that a child never inherits it held by
+ * a scavenger that does not exist there: its exit handler would spin
+ * forever. */
+void neap__statsfile_fork(neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) busy_lock();
+  else busy_unlock();
+}
+
 static void write_stderr(void *arg, const char *buf, size_t len) {
   (void)arg;
   neap__os_write_err(buf, len);
