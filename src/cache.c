@@ -265,9 +265,10 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   s->live += k;
   uint32_t q = NEAP_LOAD(&slot->seq);
   NEAP_STORE(&slot->seq, q + 1);
-  atomic_thread_fence(memory_order_release);
-  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + k);
-  NEAP_STORE(&slot->bits, bits);
+  /* Release stores keep the odd count ahead of the data (plain moves on
+   * x86; no fences: ThreadSanitizer does not model them). */
+  atomic_store_explicit(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) + k, memory_order_release);
+  atomic_store_explicit(&slot->bits, bits, memory_order_release);
   atomic_store_explicit(&slot->seq, q + 2, memory_order_release);
 }
 
@@ -277,9 +278,8 @@ static void drop_window(neap_slot *slot) {
   slot->span->live -= k;
   uint32_t q = NEAP_LOAD(&slot->seq);
   NEAP_STORE(&slot->seq, q + 1);
-  atomic_thread_fence(memory_order_release);
-  NEAP_STORE(&slot->bits, 0);
-  NEAP_STORE(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) - k);
+  atomic_store_explicit(&slot->bits, 0, memory_order_release); /* see load_window */
+  atomic_store_explicit(&slot->nmalloc, NEAP_LOAD(&slot->nmalloc) - k, memory_order_release);
   atomic_store_explicit(&slot->seq, q + 2, memory_order_release);
 }
 
@@ -504,10 +504,12 @@ void neap__cache_count_large_cacheless(uint64_t bytes) {
 static uint64_t slot_handed_out(neap_slot *slot) {
   uint64_t n = 0, b = 0;
   for (int tries = 0; tries < 1000; tries++) {
+    /* Acquire loads of the data keep the second read of the count after
+     * them, and one that sees a store made after the odd count sees the
+     * count moved on. */
     uint32_t q1 = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    n = NEAP_LOAD(&slot->nmalloc);
-    b = NEAP_LOAD(&slot->bits);
-    atomic_thread_fence(memory_order_acquire);
+    n = atomic_load_explicit(&slot->nmalloc, memory_order_acquire);
+    b = atomic_load_explicit(&slot->bits, memory_order_acquire);
     uint32_t q2 = NEAP_LOAD(&slot->seq);
     if (q1 == q2 && (q1 & 1) == 0) break;
   }
