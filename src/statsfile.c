@@ -6,7 +6,10 @@
  * (statsfmt.c) in NEAP_STATS_DIR/neap.PID (default /dev/shm/neap.PID),
  * refreshed by the scavenger thread at most once a second, and only when
  * something changed (an idle process rewrites nothing and wakes every 8 s
- * at most to look). The file is removed at exit.
+ * at most to look). A snapshot holds the heap lock while it walks the
+ * spans (about 2 ms per GiB of small objects), so for a huge heap the
+ * refresh slows down to keep that under 1% of the time (100 GiB: every
+ * 20 s). The file is removed at exit.
  *
  * On by default: memory questions come up after the fact, in production,
  * when restarting the process with a flag would destroy the evidence. The
@@ -58,6 +61,7 @@ static struct {
   char path[256], tmp[256];
   uint32_t last_ms;        /* when we last looked */
   uint32_t interval_ms;    /* 1000 after a change, up to MAX_QUIET_MS */
+  uint32_t floor_ms;       /* 100 x the last snapshot's time, at least 1000 */
   bool failed;             /* gave up (no directory, squatted name) */
   neap_stats_t last;       /* what the file says now */
   char text[8192];
@@ -164,7 +168,7 @@ static uint32_t tick_locked(uint32_t now_ms) {
     pub.pid = pid;
     pub.starttime = read_starttime();
     pub.failed = false;
-    pub.interval_ms = 1000;
+    pub.interval_ms = pub.floor_ms = 1000;
     pub.last_ms = now_ms - 1000;
     size_t n = 0;
     put(pub.path, sizeof pub.path, &n, neap__opt.stats_dir);
@@ -183,12 +187,18 @@ static uint32_t tick_locked(uint32_t now_ms) {
   pub.last_ms = now_ms;
 
   neap_stats_t s;
+  uint64_t t0 = neap__os_nanotime();
   neap_stats_read(&s, sizeof s);
+  /* The snapshot holds the heap lock for its walk (about 2 ms per GiB of
+   * small objects): at most 1% of the time goes to it. */
+  uint64_t took_ms = (neap__os_nanotime() - t0) / 1000000u;
+  pub.floor_ms = took_ms * 100 > 1000 ? (uint32_t)(took_ms * 100 < 60000 ? took_ms * 100 : 60000) : 1000;
   if (memcmp(&s, &pub.last, sizeof s) == 0) {
     pub.interval_ms = pub.interval_ms * 2 > MAX_QUIET_MS ? MAX_QUIET_MS : pub.interval_ms * 2;
+    if (pub.interval_ms < pub.floor_ms) pub.interval_ms = pub.floor_ms;
     return pub.interval_ms;
   }
-  pub.interval_ms = 1000;
+  pub.interval_ms = pub.floor_ms;
   pub.len = 0;
   pub.text[0] = '\0';
   put(pub.text, sizeof pub.text, &pub.len, "pid: ");
