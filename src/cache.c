@@ -488,9 +488,9 @@ void neap_thread_flush(void) {
   if (c != NULL) neap__cache_flush(c);
 }
 
-void neap__cache_count_large_cacheless(uint64_t bytes) {
+void neap__cache_count_large_cacheless(uint64_t objects, uint64_t bytes) {
   pthread_mutex_lock(&reg_lock);
-  retired_large_nmalloc++;
+  retired_large_nmalloc += objects;
   retired_large_bytes_alloc += bytes;
   pthread_mutex_unlock(&reg_lock);
 }

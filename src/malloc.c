@@ -136,24 +136,16 @@ oom:
   return NULL;
 }
 
-/* Large objects are counted as they are made (and grown in place); the
+/* Large objects are counted as they are made (objects 1, the span's
+ * bytes) and as they grow in place (objects 0, the bytes added); the
  * statistics find the live ones in the span table, so frees count nothing. */
-static void count_large(size_t bytes) {
+static void count_large(uint64_t objects, size_t bytes) {
   neap_cache *c = neap__cache_mine();
   if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
-    neap__cache_count_large_cacheless(bytes);
+    neap__cache_count_large_cacheless(objects, bytes);
     return;
   }
-  NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + 1);
-  NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
-}
-
-static void count_large_growth(size_t bytes) {
-  neap_cache *c = neap__cache_mine();
-  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
-    neap__cache_count_large_cacheless(bytes); /* counts an object too: a close enough rarity */
-    return;
-  }
+  NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + objects);
   NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
 }
 
@@ -164,7 +156,7 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  count_large(neap__span_bytes(s));
+  count_large(1, neap__span_bytes(s));
   if (zero && !zeroed) memset((void *)s->base, 0, size);
   return (void *)s->base;
 }
@@ -391,7 +383,7 @@ void *neap_realloc(void *p, size_t size) {
       size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
       if (npages == s->npages) return p;
       if (npages <= UINT32_MAX && neap__heap_resize_large(s, npages)) {
-        if (neap__span_bytes(s) > usable) count_large_growth(neap__span_bytes(s) - usable);
+        if (neap__span_bytes(s) > usable) count_large(0, neap__span_bytes(s) - usable);
         return p;
       }
     }

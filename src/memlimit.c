@@ -90,12 +90,7 @@ static bool join(char *out, size_t cap, const char *a, const char *b, const char
  * (absent, "max", unreadable). */
 static uint64_t read_limit_file(const char *path, bool v1) {
   char buf[64];
-  int fd = neap__os_open_read(path);
-  if (fd < 0) return 0;
-  long n = neap__os_read(fd, buf, sizeof buf - 1);
-  neap__os_close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
+  if (neap__os_read_file(path, buf, sizeof buf) <= 0) return 0;
   uint64_t v = 0;
   size_t i = 0;
   if (buf[0] < '0' || buf[0] > '9') return 0; /* "max" */

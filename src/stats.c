@@ -79,27 +79,16 @@ static uint64_t proc_kb(const char *buf, const char *key) {
   return 0;
 }
 
-static size_t read_small_file(const char *path, char *buf, size_t n) {
-  int fd = neap__os_open_read(path);
-  if (fd < 0) return 0;
-  size_t got = 0;
-  long r;
-  while (got < n - 1 && (r = neap__os_read(fd, buf + got, n - 1 - got)) > 0) got += (size_t)r;
-  neap__os_close(fd);
-  buf[got] = '\0';
-  return got;
-}
-
 /* The kernel's view: RSS and LazyFree from smaps_rollup (Linux 4.14+),
  * else RSS from statm; VSZ from statm. Static buffers under stats_lock:
  * nothing here allocates. */
 static void read_kernel(neap_stats_t *s) {
   static char buf[4096];
-  if (read_small_file("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {
+  if (neap__os_read_file("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {
     s->kernel_rss = proc_kb(buf, "Rss");
     s->kernel_lazyfree = proc_kb(buf, "LazyFree");
   }
-  if (read_small_file("/proc/self/statm", buf, sizeof buf) > 0) {
+  if (neap__os_read_file("/proc/self/statm", buf, sizeof buf) > 0) {
     uint64_t pages[2] = {0, 0};
     const char *p = buf;
     for (int i = 0; i < 2; i++) {

@@ -99,12 +99,7 @@ static void put_u(char *buf, size_t cap, size_t *n, uint64_t v) {
  * hold spaces and parentheses, so count from the last ')'. */
 static uint64_t read_starttime(void) {
   static char buf[1024];
-  int fd = neap__os_open_read("/proc/self/stat");
-  if (fd < 0) return 0;
-  long n = neap__os_read(fd, buf, sizeof buf - 1);
-  neap__os_close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
+  if (neap__os_read_file("/proc/self/stat", buf, sizeof buf) <= 0) return 0;
   const char *p = strrchr(buf, ')');
   if (p == NULL) return 0;
   for (int field = 2; field < 22 && p != NULL; field++) {

@@ -72,6 +72,9 @@ int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name);
 int neap__os_open_read(const char *path);
 long neap__os_read(int fd, char *buf, size_t n);
 void neap__os_close(int fd);
+/* The whole of a small file into buf (at most n - 1 bytes), NUL-terminated:
+ * the bytes read, or -errno (buf is then ""). */
+long neap__os_read_file(const char *path, char *buf, size_t n);
 
 /* The value of an environment variable, found by scanning `environ`
  * directly: the first malloc can run before libc is ready for getenv, and

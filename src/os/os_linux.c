@@ -200,6 +200,18 @@ const char *neap__os_getenv(const char *name) {
 
 bool neap__os_env_ready(void) { return environ != NULL; }
 
+long neap__os_read_file(const char *path, char *buf, size_t n) {
+  buf[0] = '\0';
+  int fd = neap__os_open_read(path);
+  if (fd < 0) return fd;
+  size_t got = 0;
+  long r = 0;
+  while (got < n - 1 && (r = neap__os_read(fd, buf + got, n - 1 - got)) > 0) got += (size_t)r;
+  neap__os_close(fd);
+  buf[got] = '\0';
+  return r < 0 && got == 0 ? r : (long)got;
+}
+
 int neap__os_create_excl(const char *path, unsigned mode) {
   int saved = errno;
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
