@@ -71,9 +71,10 @@ static struct {
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 static _Atomic bool exiting;
 
+/* A tick holds the flag for a snapshot and a file write (milliseconds for
+ * a big heap): waiters yield rather than spin. */
 static void busy_lock(void) {
-  while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) {
-  }
+  while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) neap__os_yield();
 }
 static void busy_unlock(void) { atomic_flag_clear_explicit(&busy, memory_order_release); }
 

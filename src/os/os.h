@@ -60,6 +60,9 @@ uint64_t neap__os_nanotime(void);
 uint64_t neap__os_thread_cputime(void);
 /* CPU time all threads of the process have used, in nanoseconds. */
 uint64_t neap__os_process_cputime(void);
+/* Give the CPU to another thread (sched_yield): for waits on a thread that
+ * may hold a flag for milliseconds. */
+void neap__os_yield(void);
 
 /* Start a detached background thread running fn(arg) with every signal
  * blocked (signals meant for the program never land on it), a small stack

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -142,6 +143,8 @@ uint64_t neap__os_process_cputime(void) {
   if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+void neap__os_yield(void) { sched_yield(); }
 
 int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
   int saved = errno;
