@@ -86,6 +86,7 @@ static neap_cache *cache_new(void) {
   neap_cache *c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
   c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) c->slot[cls].size = neap__class_size[cls];
   pthread_mutex_lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
@@ -102,7 +103,7 @@ void *neap__cache_alloc_exiting(unsigned cls, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  void *p = neap__cache_refill(c, cls);
+  void *p = neap__cache_refill(c, &c->slot[cls]);
   if (p != NULL && zero && c->slot[cls].span->needzero) memset(p, 0, neap__class_size[cls]);
   neap__cache_flush(c);
   cache_retire(c);
@@ -253,10 +254,9 @@ static void drain_inbox(neap_cache *c) {
 }
 
 static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
-  _Atomic uint64_t *word = &neap__span_inuse(s)[w];
   s->next_word = (uint8_t)w;
-  slot->inuse = word;
-  uint64_t bits = ~NEAP_LOAD(word);
+  slot->inuse = neap__span_inuse(s, w);
+  uint64_t bits = neap__span_free_bits(s, w);
   slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
   /* The whole window counts as allocated until it is given up; the
    * sequence count lets the statistics read the pair consistently (the
@@ -294,30 +294,27 @@ static void make_current(neap_slot *slot, neap_span *s) {
 }
 
 /* Hand out the lowest free object of the slot's (non-empty) window. */
-NEAP_INLINE void *take(neap_slot *slot, const neap_span *s) {
-  return neap__slot_take(slot, NEAP_LOAD(&slot->bits), s->elemsize);
-}
+NEAP_INLINE void *take(neap_slot *slot) { return neap__slot_take(slot, NEAP_LOAD(&slot->bits)); }
 
-static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls);
+static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot);
 
 /* The window is empty. Mostly the next word of the same span has room:
  * that case stays small enough to need no saved registers; the rest
  * (end of span, another span) is a tail call. */
-void *neap__cache_refill(neap_cache *c, unsigned cls) {
-  neap_slot *slot = &c->slot[cls];
+void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   neap_span *s = slot->span;
   if (NEAP_LIKELY(s != NULL)) {
     unsigned w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
     if (w < s->nwords) {
       load_window(slot, s, w);
-      return take(slot, s);
+      return take(slot);
     }
   }
-  return refill_slow(c, cls);
+  return refill_slow(c, slot);
 }
 
-static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
-  neap_slot *slot = &c->slot[cls];
+static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
+  unsigned cls = (unsigned)(slot - c->slot);
   neap_span *s = slot->span;
   if (s != NULL) {
     /* End of the span: take in other threads' frees and start over. */
@@ -327,7 +324,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
     if (w < s->nwords) {
       s->needzero = 1; /* objects on the second pass may have been used */
       load_window(slot, s, w);
-      return take(slot, s);
+      return take(slot);
     }
     /* Full: park it until a free makes room. */
     slot->span = NULL;
@@ -360,7 +357,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, unsigned cls) {
     s->live = neap__span_live(s);
   }
   make_current(slot, s);
-  return take(slot, s);
+  return take(slot);
 }
 
 void neap__cache_free_remote(neap_span *s, uintptr_t p) {
@@ -368,7 +365,7 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p) {
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   unsigned w = idx >> 6;
   uint64_t bit = 1ull << (idx & 63);
-  if (NEAP_UNLIKELY(!(NEAP_LOAD(&neap__span_inuse(s)[w]) & bit))) neap__fatal("double free", (void *)p);
+  if (NEAP_UNLIKELY(!(NEAP_LOAD(neap__span_inuse(s, w)) & bit))) neap__fatal("double free", (void *)p);
   uint64_t old = atomic_fetch_add(&s->rword, 1);
   if (NEAP_UNLIKELY(old & NEAP_RW_DEAD)) neap__fatal("double free", (void *)p);
   bool push = false;
@@ -376,7 +373,7 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p) {
    * spans only when told. One push per span until the owner has looked. */
   if (!(old & NEAP_RW_NOTIFIED))
     push = !(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED);
-  if (NEAP_UNLIKELY(atomic_fetch_or(&neap__span_remote(s)[w], bit) & bit)) neap__fatal("double free", (void *)p);
+  if (NEAP_UNLIKELY(atomic_fetch_or(neap__span_remote(s, w), bit) & bit)) neap__fatal("double free", (void *)p);
   if (push) neap__central_notify(s);
 }
 

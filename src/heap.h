@@ -188,7 +188,7 @@ bool neap__cache_exiting(void);
 void *neap__cache_alloc_exiting(unsigned cls, bool zero);
 /* Large-object counts of a thread with no cache (objects, bytes: + alloc, - free). */
 void neap__cache_count_large_cacheless(uint64_t objects, uint64_t bytes);
-void *neap__cache_refill(neap_cache *c, unsigned cls); /* next object of cls, or NULL with ENOMEM */
+void *neap__cache_refill(neap_cache *c, neap_slot *slot); /* next object of the slot's class, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 /* In the child, the caches of the parent's other threads are abandoned:
  * such a thread may have been halfway through changing its cache when

@@ -45,6 +45,7 @@
  * large objects whose pages all came fresh from the OS.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "heap.h"
@@ -124,9 +125,9 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   void *p;
   uint64_t b = NEAP_LOAD(&slot->bits);
   if (b != 0) {
-    p = neap__slot_take(slot, b, neap__class_size[cls]);
+    p = neap__slot_take(slot, b);
   } else {
-    p = neap__cache_refill(c, cls);
+    p = neap__cache_refill(c, slot);
     if (p == NULL) return NULL; /* errno is ENOMEM */
   }
   if (zero && slot->span->needzero) memset(p, 0, neap__class_size[cls]);
@@ -171,17 +172,42 @@ static void *malloc_aligned(size_t size, size_t align, bool zero) {
   return alloc_large(size, align, zero);
 }
 
-void *neap_malloc(size_t size) {
+/* For each size up to 1 KiB, indexed by (size + 15) >> 4 as the class
+ * table is: the byte offset of its class's slot in a cache, so that the
+ * fast path goes from size to slot with one load. */
+#define SLOT_OFFSET(cls) (uint16_t)(offsetof(neap_cache, slot) + (cls) * sizeof(neap_slot))
+static const uint16_t size_to_slot16[NEAP_SIZE_TO_CLASS16_LEN] = NEAP_SIZE_TO_CLASS16_MAP(SLOT_OFFSET);
+_Static_assert(offsetof(neap_cache, slot) + NEAP_NUM_CLASSES * sizeof(neap_slot) <= UINT16_MAX,
+               "slot offsets fit size_to_slot16");
+
+/* The fast path's tail: the window is empty (or this thread has no cache
+ * yet: the empty cache's windows always are). */
+NEAP_INLINE void *malloc_refill(neap_cache *c, neap_slot *slot) {
+  if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, slot); /* a tail call */
+  return alloc_small_slow((unsigned)(slot - neap__empty_cache.slot), false);
+}
+
+/* Sizes above 1 KiB: the same path with the coarser class table. */
+static NEAP_NOINLINE void *malloc_medium(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SMALL_MAX)) {
-    unsigned cls = neap__size_class(size);
-    neap_slot *slot = &neap__tls_cache->slot[cls];
-    uint64_t b = NEAP_LOAD(&slot->bits);
-    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b, neap__class_size[cls]);
     neap_cache *c = neap__tls_cache;
-    if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, cls); /* a tail call */
-    return alloc_small_slow(cls, false);
+    neap_slot *slot = &c->slot[neap__size_class(size)];
+    uint64_t b = NEAP_LOAD(&slot->bits);
+    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
+    return malloc_refill(c, slot);
   }
   return alloc_large(size, 0, false);
+}
+
+void *neap_malloc(size_t size) {
+  if (NEAP_LIKELY(size <= NEAP_SIZE_TO_CLASS16_MAX)) {
+    neap_cache *c = neap__tls_cache;
+    neap_slot *slot = (neap_slot *)((char *)c + size_to_slot16[(size + 15) >> 4]);
+    uint64_t b = NEAP_LOAD(&slot->bits);
+    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
+    return malloc_refill(c, slot);
+  }
+  return malloc_medium(size);
 }
 
 void *neap_calloc(size_t n, size_t size) {
@@ -256,8 +282,8 @@ static neap_span *checked_span(const void *ptr, const char *what) {
   if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
     neap__fatal("free of an interior pointer", ptr);
   uint64_t bit = 1ull << (idx & 63);
-  if (NEAP_UNLIKELY(!(NEAP_LOAD(&neap__span_inuse(s)[idx >> 6]) & bit) ||
-                    (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit)))
+  if (NEAP_UNLIKELY(!(NEAP_LOAD(neap__span_inuse(s, idx >> 6)) & bit) ||
+                    (NEAP_LOAD(neap__span_remote(s, idx >> 6)) & bit)))
     neap__fatal("double free", ptr);
   return s;
 }
@@ -300,21 +326,17 @@ void neap_free(void *p) {
   uint32_t divmul = s->divmul;
   uint64_t prod = (a - s->base) * divmul;
   unsigned idx = (unsigned)(prod >> 32);
-  _Atomic uint64_t *word = &neap__span_inuse(s)[idx >> 6];
-  unsigned b = idx & 63;
+  _Atomic uint64_t *word = neap__span_inuse(s, idx >> 6);
   uint64_t u = NEAP_LOAD(word);
 #if NEAP_FREE_CHECKS
   /* The start of an object (the low half of the product is below divmul
-   * exactly at object starts: test_sizeclass checks every offset), not the
-   * tail past the last object (whose bits are kept set), allocated, and
-   * not already freed by another thread. Bit tests are written as shifts
-   * of the word, which compile to bt/btr (one uop), not shl %cl (three on
-   * Intel). */
-  if (NEAP_UNLIKELY((uint32_t)prod >= divmul || idx >= s->nelems || !((u >> b) & 1) ||
-                    ((NEAP_LOAD(&word[s->nwords]) >> b) & 1)))
+   * exactly at object starts: test_sizeclass checks every offset),
+   * allocated (the tail after the last object never is: span.c), and not
+   * already freed by another thread (its word follows the in-use word). */
+  if (NEAP_UNLIKELY((uint32_t)prod >= divmul || !neap__bit(u, idx) || neap__bit(NEAP_LOAD(&word[1]), idx)))
     free_invalid(p);
 #endif
-  NEAP_STORE(word, u & ~(1ull << b));
+  NEAP_STORE(word, neap__bit_clear(u, idx));
   if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
 }
 
@@ -409,7 +431,7 @@ void *neap__object_start(const void *ptr) {
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   if (idx >= s->nelems) return NULL;
   uint64_t bit = 1ull << (idx & 63);
-  if (!(NEAP_LOAD(&neap__span_inuse(s)[idx >> 6]) & bit) || (NEAP_LOAD(&neap__span_remote(s)[idx >> 6]) & bit))
+  if (!(NEAP_LOAD(neap__span_inuse(s, idx >> 6)) & bit) || (NEAP_LOAD(neap__span_remote(s, idx >> 6)) & bit))
     return NULL;
   return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }

@@ -20,5 +20,6 @@ const uint32_t neap__class_size[NEAP_NUM_CLASSES] = NEAP_CLASS_SIZE_INIT;
 const uint8_t neap__class_pages[NEAP_NUM_CLASSES] = NEAP_CLASS_PAGES_INIT;
 const uint16_t neap__class_objects[NEAP_NUM_CLASSES] = NEAP_CLASS_OBJECTS_INIT;
 const uint32_t neap__class_divmul[NEAP_NUM_CLASSES] = NEAP_CLASS_DIVMUL_INIT;
-const uint8_t neap__size_to_class16[NEAP_SIZE_TO_CLASS16_LEN] = NEAP_SIZE_TO_CLASS16_INIT;
+#define CLASS_ITSELF(c) c
+const uint8_t neap__size_to_class16[NEAP_SIZE_TO_CLASS16_LEN] = NEAP_SIZE_TO_CLASS16_MAP(CLASS_ITSELF);
 const uint8_t neap__size_to_class128[NEAP_SIZE_TO_CLASS128_LEN] = NEAP_SIZE_TO_CLASS128_INIT;

@@ -15,8 +15,15 @@
  *
  * An object is live iff its in-use bit is set and its remote bit is clear;
  * a free that finds otherwise is a double free or a stray pointer and
- * aborts. Bits past the last object in the final word are kept set in the
- * in-use bitmap, so scans never see them as free.
+ * aborts. The two bitmaps interleave word by word (span.h), so the free
+ * fast path finds both of an object's bits on one line.
+ *
+ * Bits past the last object are clear in both bitmaps, and scans for free
+ * objects mask them off (neap__span_word_objects). The bitmaps always
+ * reach the index of the tail (the bytes after the last object, if any):
+ * a pointer to the tail passes the free path's start-of-object test (its
+ * offset is a multiple of the object size), and then finds its in-use bit
+ * clear and aborts, which spares the fast path a bounds check.
  *
  * Objects are never linked through their own memory: freed memory is not
  * written by the allocator at all, which keeps free cheap (one bit) and
@@ -32,8 +39,14 @@ static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1] = {
     SPAN_POOL(5), SPAN_POOL(6), SPAN_POOL(7), SPAN_POOL(8)};
 _Static_assert(NEAP_SPAN_MAX_WORDS == 8, "one SPAN_POOL per bitmap width");
 
+/* Words per bitmap: the objects' bits, and the tail's when there is one. */
 static unsigned words_for_class(unsigned cls) {
-  return cls == 0 ? 0 : ((unsigned)neap__class_objects[cls] + 63u) / 64u;
+  if (cls == 0) return 0;
+  unsigned n = neap__class_objects[cls];
+  bool tail = (size_t)n * neap__class_size[cls] < (size_t)neap__class_pages[cls] * NEAP_PAGE_SIZE;
+  unsigned w = (n + (tail ? 1u : 0u) + 63u) / 64u;
+  neap_assert(w <= NEAP_SPAN_MAX_WORDS);
+  return w;
 }
 
 neap_span *neap__span_new(unsigned sizeclass) {
@@ -62,31 +75,25 @@ void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t 
   s->list = 0;
   NEAP_STORE(&s->owner, NULL);
   atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
-  _Atomic uint64_t *inuse = neap__span_inuse(s), *remote = neap__span_remote(s);
-  for (unsigned w = 0; w < s->nwords; w++) {
-    NEAP_STORE(&inuse[w], 0);
-    NEAP_STORE(&remote[w], 0);
-  }
-  unsigned tail = s->nelems % 64u;
-  if (tail != 0) NEAP_STORE(&inuse[s->nwords - 1], ~0ull << tail);
+  for (unsigned w = 0; w < 2u * s->nwords; w++) NEAP_STORE(&s->bits[w], 0);
 }
 
 unsigned neap__span_merge_remote(neap_span *s) {
   /* Nothing announced, nothing to merge: one load instead of a scan. A
    * free whose bit lands after this check is merged next time. */
   if ((atomic_load_explicit(&s->rword, memory_order_acquire) & NEAP_RW_COUNT_MASK) == 0) return 0;
-  _Atomic uint64_t *inuse = neap__span_inuse(s), *remote = neap__span_remote(s);
   unsigned merged = 0;
   for (unsigned w = 0; w < s->nwords; w++) {
-    if (NEAP_LOAD(&remote[w]) == 0) continue;
-    uint64_t x = atomic_exchange(&remote[w], 0);
-    uint64_t u = NEAP_LOAD(&inuse[w]);
+    _Atomic uint64_t *inuse = neap__span_inuse(s, w), *remote = neap__span_remote(s, w);
+    if (NEAP_LOAD(remote) == 0) continue;
+    uint64_t x = atomic_exchange(remote, 0);
+    uint64_t u = NEAP_LOAD(inuse);
     if (NEAP_UNLIKELY((u & x) != x)) {
       /* Freed remotely while already free: two frees raced. */
       unsigned i = w * 64u + (unsigned)__builtin_ctzll(x & ~u);
       neap__fatal("double free", (void *)(s->base + (uintptr_t)i * s->elemsize));
     }
-    NEAP_STORE(&inuse[w], u & ~x);
+    NEAP_STORE(inuse, u & ~x);
     merged += (unsigned)neap__popcount(x);
   }
   if (merged != 0) atomic_fetch_sub(&s->rword, merged);
@@ -95,8 +102,7 @@ unsigned neap__span_merge_remote(neap_span *s) {
 
 unsigned neap__span_live(const neap_span *s) {
   neap_span *m = (neap_span *)s; /* atomics need a non-const object */
-  _Atomic uint64_t *inuse = neap__span_inuse(m);
   unsigned n = 0;
-  for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(&inuse[w]));
-  return n - (s->nwords * 64u - s->nelems);
+  for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(neap__span_inuse(m, w)));
+  return n;
 }

@@ -73,10 +73,16 @@ typedef struct neap_span {
   _Atomic uint64_t rword;       /* remote-free count and flags */
   struct neap_span *next, *prev;             /* links of the list `list` names */
   struct neap_span *pending_next;            /* pending stack or owner's inbox */
-  /* Two bitmaps of nwords words each, 1 bit per object:
-   *   bits[0 .. nwords)          in use: written only by the span's owner
-   *                              (its cache, or its central under the lock)
-   *   bits[nwords .. 2*nwords)   freed by another thread, not yet merged */
+  /* Two bitmaps of nwords words each, 1 bit per object, interleaved so
+   * that the word a free tests and the word it must find clear share a
+   * line: bits[2w] is word w of
+   *   in use   written only by the span's owner (its cache, or its central
+   *            under the lock)
+   * and bits[2w+1] word w of
+   *   remote   freed by another thread, not yet merged.
+   * Bits of indexes past the last object are clear in both; the bitmaps
+   * reach index nelems, the tail's, so that a free of the tail finds a
+   * clear in-use bit (see span.c). */
   _Atomic uint64_t bits[];
 } neap_span;
 
@@ -89,9 +95,58 @@ NEAP_INLINE unsigned neap__popcount(uint64_t x) {
   return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
-NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s) { return s->bits; }
-NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s) { return s->bits + s->nwords; }
+NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s, unsigned w) { return &s->bits[2 * w]; }
+NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s, unsigned w) { return &s->bits[2 * w + 1]; }
 NEAP_INLINE size_t neap__span_bytes(const neap_span *s) { return (size_t)s->npages << NEAP_PAGE_SHIFT; }
+
+/* The bits of word w that stand for objects: all 64 but in the last words. */
+NEAP_INLINE uint64_t neap__span_word_objects(const neap_span *s, unsigned w) {
+  unsigned first = w * 64u;
+  if (s->nelems >= first + 64u) return ~0ull;
+  if (s->nelems <= first) return 0;
+  return ~0ull >> (64u - (s->nelems - first));
+}
+
+/* The free objects of word w (caller owns the span). */
+NEAP_INLINE uint64_t neap__span_free_bits(neap_span *s, unsigned w) {
+  return ~NEAP_LOAD(neap__span_inuse(s, w)) & neap__span_word_objects(s, w);
+}
+
+/* Bit i of w, and w with bit i clear, for any i: only i mod 64 counts, as
+ * in the bt/btr instructions these are on x86-64, which saves the masking
+ * a C shift needs. */
+NEAP_INLINE bool neap__bit(uint64_t w, unsigned i) {
+#if defined(__x86_64__)
+  bool r;
+  __asm__("btq %2, %1" : "=@ccc"(r) : "r"(w), "r"((uint64_t)i));
+  return r;
+#else
+  return (w >> (i & 63u)) & 1u;
+#endif
+}
+
+NEAP_INLINE uint64_t neap__bit_clear(uint64_t w, unsigned i) {
+#if defined(__x86_64__)
+  __asm__("btrq %1, %0" : "+r"(w) : "r"((uint64_t)i) : "cc");
+  return w;
+#else
+  return w & ~(1ull << (i & 63u));
+#endif
+}
+
+/* The index of the lowest set bit of w (non-zero), as a 64-bit value: the
+ * builtin returns an int, whose widening costs an instruction on the
+ * allocation fast path. `rep bsf` is tzcnt where the CPU has it, bsf
+ * (the same result for w != 0) where it does not. */
+NEAP_INLINE uint64_t neap__lowest_bit(uint64_t w) {
+#if defined(__x86_64__)
+  uint64_t i;
+  __asm__("rep bsfq %1, %0" : "=r"(i) : "r"(w) : "cc");
+  return i;
+#else
+  return (uint64_t)(unsigned)__builtin_ctzll(w);
+#endif
+}
 
 /* span.c */
 neap_span *neap__span_new(unsigned sizeclass); /* from the metadata pools; NULL on ENOMEM */
@@ -104,9 +159,8 @@ unsigned neap__span_live(const neap_span *s); /* objects in use */
 /* Index of the first bitmap word at or after `from` with a free object,
  * or nwords if none. */
 NEAP_INLINE unsigned neap__span_next_free_word(neap_span *s, unsigned from) {
-  _Atomic uint64_t *inuse = neap__span_inuse(s);
   unsigned w = from;
-  while (w < s->nwords && ~NEAP_LOAD(&inuse[w]) == 0) w++;
+  while (w < s->nwords && neap__span_free_bits(s, w) == 0) w++;
   return w;
 }
 
@@ -152,9 +206,9 @@ NEAP_INLINE neap_arena *neap__arena_of_indexed(uintptr_t p) {
  * O(1): one load in the window, two outside it. Safe for any p (stack,
  * static, another allocator's memory). */
 NEAP_INLINE neap_arena *neap__arena_of(uintptr_t p) {
-  uintptr_t w = p - NEAP_HEAP_WINDOW;
-  if (NEAP_LIKELY(w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT)))
-    return NEAP_LOAD(&neap__arena_window[w >> NEAP_ARENA_SHIFT]);
+  uintptr_t i = (p >> NEAP_ARENA_SHIFT) - (NEAP_HEAP_WINDOW >> NEAP_ARENA_SHIFT);
+  if (NEAP_LIKELY(i < ((uintptr_t)1 << (NEAP_HEAP_WINDOW_SHIFT - NEAP_ARENA_SHIFT))))
+    return NEAP_LOAD(&neap__arena_window[i]);
   return neap__arena_of_indexed(p);
 }
 
@@ -192,16 +246,17 @@ typedef struct neap_slot {
    * that the statistics read nmalloc and bits as a consistent pair
    * (cache.c: slot_handed_out). Slow path only. */
   _Atomic uint32_t seq;
+  uint32_t size;             /* the class's object size (set once) */
 } neap_slot;
 
 /* Hands out the lowest free object of a slot's window: b is the window's
- * bits (non-zero), size the class's object size. The whole of the
- * allocation fast path, shared by malloc.c and cache.c. */
-NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b, size_t size) {
-  unsigned i = (unsigned)__builtin_ctzll(b);
+ * bits (non-zero). The whole of the allocation fast path, shared by
+ * malloc.c and cache.c. */
+NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b) {
+  uint64_t i = neap__lowest_bit(b);
   NEAP_STORE(&slot->bits, b & (b - 1));
   NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-  return (void *)(slot->base + (uintptr_t)i * size);
+  return (void *)(slot->base + i * slot->size);
 }
 
 struct neap_cache {

@@ -314,13 +314,17 @@ static void print_percent(uint64_t num, uint64_t den, int width)
 }
 
 /* An initializer macro: name, then values wrapped at 80 columns. */
-static void print_init(const char *name, const unsigned *v, unsigned n)
+/* An initialiser: `#define NAME { v0, v1, ... }`; with `map`, the macro
+ * takes a parameter F and wraps every value in it, `#define NAME(F) { F(v0),
+ * ... }`, so C code can derive tables of its own from it at compile time
+ * (malloc.c: the byte offset of a class's cache slot for each size). */
+static void print_values(const char *name, const unsigned *v, unsigned n, bool map)
 {
-  printf("#define %s \\\n  {", name);
+  printf("#define %s%s \\\n  {", name, map ? "(F)" : "");
   unsigned col = 3;
   for (unsigned i = 0; i < n; i++) {
-    char buf[16];
-    int len = snprintf(buf, sizeof buf, "%u%s", v[i], i + 1 < n ? "," : "");
+    char buf[24];
+    int len = snprintf(buf, sizeof buf, map ? "F(%u)%s" : "%u%s", v[i], i + 1 < n ? "," : "");
     if (col + 1 + (unsigned)len > 76) {
       printf(" \\\n   ");
       col = 3;
@@ -330,6 +334,8 @@ static void print_init(const char *name, const unsigned *v, unsigned n)
   }
   printf(" }\n");
 }
+
+static void print_init(const char *name, const unsigned *v, unsigned n) { print_values(name, v, n, false); }
 
 static void print_table(void)
 {
@@ -422,8 +428,8 @@ static void print_table(void)
   print_init("NEAP_CLASS_PAGES_INIT", pages, n);
   print_init("NEAP_CLASS_OBJECTS_INIT", objects, n);
   print_init("NEAP_CLASS_DIVMUL_INIT", dm, n);
-  printf("/* [i]: the class of sizes (i-1)*16+1 .. i*16; [0] serves size 0. */\n");
-  print_init("NEAP_SIZE_TO_CLASS16_INIT", fine, FINE_LEN);
+  printf("/* [i]: the class of sizes (i-1)*16+1 .. i*16; [0] serves size 0. Each wrapped in F. */\n");
+  print_values("NEAP_SIZE_TO_CLASS16_MAP", fine, FINE_LEN, true);
   printf("/* [i]: the class of sizes 1024+(i-1)*128+1 .. 1024+i*128; [0] unused. */\n");
   print_init("NEAP_SIZE_TO_CLASS128_INIT", coarse, COARSE_LEN);
   printf("\n#endif\n");

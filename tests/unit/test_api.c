@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "neap.h"
+#include "sizeclass.h"
 #include "options.h"
 #include "os/os.h"
 #include "../test.h"
@@ -733,6 +734,23 @@ static void test_misuse_aborts(void) {
   expect_abort("usable_size of an interior pointer", do_usable_size, &m);
   m = (struct misuse){small, 0, small};
   expect_abort("free after realloc(p, 0)", do_realloc0_then_free, &m);
+
+  /* The tail: the bytes after a span's last object start at a multiple
+   * of the object size, so only the bitmap (its clear bit past the last
+   * object) tells them from an object. One-page spans start on a page. */
+  unsigned tails = 0;
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && tails < 3; cls++) {
+    size_t size = neap__class_size[cls], n = neap__class_objects[cls];
+    if (neap__class_pages[cls] != 1 || n * size == NEAP_PAGE_SIZE) continue;
+    unsigned char *p = neap_malloc(size);
+    CHECK(p != NULL);
+    unsigned char *tail = (unsigned char *)((uintptr_t)p & ~(uintptr_t)(NEAP_PAGE_SIZE - 1)) + n * size;
+    m = (struct misuse){tail, 0, tail};
+    expect_abort("free of a span's tail", do_free, &m);
+    neap_free(p);
+    tails++;
+  }
+  CHECK(tails == 3);
 
   /* The parent's heap is untouched by the children. */
   CHECK_PTR_EQ(neap__object_start(small), small);
