@@ -23,7 +23,7 @@
  *     free fast path, against span->relist_at); taking a span back for one
  *     or two objects would cost more than they are worth.
  *   - own_empty: owned spans that emptied, kept for the next refills, up
- *     to 32 KiB per class (see keep_empty).
+ *     to 128 KiB per class (see keep_empty).
  * Any other owned span that empties goes back to its central at once, and
  * from there to the page heap.
  *
@@ -143,6 +143,7 @@ static void own_remove(neap_cache *c, neap_span *s) {
   if (s->prev) s->prev->next = s->next;
   else *own_list(c, s) = s->next;
   if (s->next) s->next->prev = s->prev;
+  else if (s->list == NEAP_LIST_OWN_PARTIAL) c->own_partial_tail[s->sizeclass] = s->prev;
   s->next = s->prev = NULL;
   s->list = NEAP_LIST_NONE;
 }
@@ -152,17 +153,40 @@ static void own_remove(neap_cache *c, neap_span *s) {
  * more than the objects are worth, and spans with a little room fill up
  * anyway as their neighbours' objects die. Every other span takes the slow
  * path only when it empties. */
-static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
-  if (which != NEAP_LIST_OWN_FULL) return 0;
+static uint32_t relist_room(const neap_span *s) {
   uint32_t room = s->nelems / 4u;
-  return (uint32_t)s->nelems - (room ? room : 1u);
+  return room ? room : 1u;
+}
+
+static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
+  return which == NEAP_LIST_OWN_FULL ? (uint32_t)s->nelems - relist_room(s) : 0;
+}
+
+/* A span's live count (see neap_span.countdown). */
+static uint32_t live_of(const neap_span *s) { return (uint32_t)s->countdown + s->relist_at; }
+static void set_live(neap_span *s, uint32_t live) { s->countdown = (int32_t)(live - s->relist_at); }
+static void add_live(neap_span *s, int32_t k) { s->countdown += k; }
+static void set_relist_at(neap_span *s, uint32_t at) {
+  s->countdown += (int32_t)(s->relist_at - at);
+  s->relist_at = at;
 }
 
 static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   s->list = which;
   if (which == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]++;
-  s->relist_at = relist_threshold(s, which);
+  set_relist_at(s, relist_threshold(s, which));
   neap_span **head = own_list(c, s);
+  if (which == NEAP_LIST_OWN_PARTIAL) {
+    /* At the back: refills take the front, so a span waits as long as it
+     * can, gathering frees, and gives more objects when its turn comes. */
+    neap_span **tail = &c->own_partial_tail[s->sizeclass];
+    s->next = NULL;
+    s->prev = *tail;
+    if (*tail) (*tail)->next = s;
+    else *head = s;
+    *tail = s;
+    return;
+  }
   s->prev = NULL;
   s->next = *head;
   if (s->next) s->next->prev = s;
@@ -184,14 +208,18 @@ static void release(neap_cache *c, neap_span *s) {
 }
 
 /* How many empty spans of a class a cache keeps for its next refills:
- * 32 KiB worth, at least one. Without them a class with few live objects
- * spread over a few spans (large classes hold 2 to 8 objects a span) gives
- * a span back and takes a new one, under the central's and the heap's
- * locks, every few frees (larson: 4x slower). The cost is bounded: at most
- * 32 KiB (or one span) per class per thread, handed back when the thread
- * exits or flushes. */
+ * 128 KiB worth, at least one. Without them a class with few live objects
+ * spread over a few spans gives a span back and takes a new one, under the
+ * central's and the heap's locks, every few frees (larson: 4x slower); and
+ * a program that allocates in bursts and frees them all (xmalloc with one
+ * thread: 4096 blocks, 2 MiB) sends every span of a burst through the page
+ * heap and back (32 KiB kept: 16% slower than 128). The cost is bounded:
+ * at most 128 KiB (or one span) per class per thread, handed back when the
+ * thread exits or flushes, or by the scavenger once the thread has not
+ * refilled for a release delay (neap__cache_trim). */
+#define KEEP_EMPTY_BYTES (128u << 10)
 static unsigned keep_empty(unsigned cls) {
-  unsigned n = (unsigned)((32u << 10) / ((size_t)neap__class_pages[cls] << NEAP_PAGE_SHIFT));
+  unsigned n = (unsigned)(KEEP_EMPTY_BYTES / ((size_t)neap__class_pages[cls] << NEAP_PAGE_SHIFT));
   return n ? n : 1u;
 }
 
@@ -199,7 +227,7 @@ static unsigned keep_empty(unsigned cls) {
  * it from full to partial when it has room; when it empties, keeps it on
  * the empty list (see keep_empty) or gives it back. */
 static void refile(neap_cache *c, neap_span *s) {
-  if (s->live == 0) {
+  if (live_of(s) == 0) {
     if (s->list == NEAP_LIST_OWN_EMPTY) return;
     own_remove(c, s);
     empty_lock(c);
@@ -207,7 +235,7 @@ static void refile(neap_cache *c, neap_span *s) {
     if (keep) own_push(c, s, NEAP_LIST_OWN_EMPTY);
     empty_unlock(c);
     if (!keep) release(c, s);
-  } else if (s->list == NEAP_LIST_OWN_FULL && s->live <= s->relist_at) {
+  } else if (s->list == NEAP_LIST_OWN_FULL && s->countdown <= 0) {
     own_remove(c, s);
     own_push(c, s, NEAP_LIST_OWN_PARTIAL);
   }
@@ -242,7 +270,7 @@ static void drain_inbox(neap_cache *c) {
     /* Clear NOTIFIED before merging: a free that lands after the merge
      * notifies again. */
     atomic_fetch_and(&s->rword, ~NEAP_RW_NOTIFIED);
-    s->live -= neap__span_merge_remote(s);
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
     if (atomic_load(&s->rword) & NEAP_RW_COUNT_MASK) {
       /* A free announced before we cleared NOTIFIED (so it will not
        * notify) had not set its bit when we merged: look again later. */
@@ -262,7 +290,7 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
    * sequence count lets the statistics read the pair consistently (the
    * fences cost nothing on x86, and this runs once per 64 objects). */
   unsigned k = neap__popcount(bits);
-  s->live += k;
+  add_live(s, (int32_t)k);
   uint32_t q = NEAP_LOAD(&slot->seq);
   NEAP_STORE(&slot->seq, q + 1);
   /* Release stores keep the odd count ahead of the data (plain moves on
@@ -275,7 +303,7 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
 /* Give up the untaken rest of the current window. */
 static void drop_window(neap_slot *slot) {
   unsigned k = neap__popcount(NEAP_LOAD(&slot->bits));
-  slot->span->live -= k;
+  add_live(slot->span, -(int32_t)k);
   uint32_t q = NEAP_LOAD(&slot->seq);
   NEAP_STORE(&slot->seq, q + 1);
   atomic_store_explicit(&slot->bits, 0, memory_order_release); /* see load_window */
@@ -286,7 +314,7 @@ static void drop_window(neap_slot *slot) {
 /* Make s the slot's current span (it has a free object). */
 static void make_current(neap_slot *slot, neap_span *s) {
   s->list = NEAP_LIST_CURRENT;
-  s->relist_at = 0;
+  set_relist_at(s, 0);
   slot->span = s;
   unsigned w = neap__span_next_free_word(s, 0);
   neap_assert(w < s->nwords);
@@ -304,7 +332,12 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot);
 void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   neap_span *s = slot->span;
   if (NEAP_LIKELY(s != NULL)) {
-    unsigned w = neap__span_next_free_word(s, (unsigned)s->next_word + 1u);
+    /* Objects of the window freed since it was loaded come first: they
+     * are the likeliest to be in the CPU's cache, and a class with few
+     * live objects (and so spans of one word) lives on them. */
+    unsigned w = s->next_word;
+    if (neap__span_free_bits(s, w) != 0) s->needzero = 1; /* they have been used */
+    else w = neap__span_next_free_word(s, w + 1u);
     if (w < s->nwords) {
       load_window(slot, s, w);
       return take(slot);
@@ -317,10 +350,14 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   unsigned cls = (unsigned)(slot - c->slot);
   neap_span *s = slot->span;
   if (s != NULL) {
-    /* End of the span: take in other threads' frees and start over. */
+    /* End of the span: take in other threads' frees and start over if a
+     * quarter of it is free by now (as a parked span must be to come back),
+     * or if this is the only owned span with room. Otherwise a pass for
+     * the few objects freed since the last would end again soon. */
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
-    s->live -= neap__span_merge_remote(s);
-    unsigned w = neap__span_next_free_word(s, 0);
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
+    bool stay = s->nelems - live_of(s) >= relist_room(s) || c->own_partial[cls] == NULL;
+    unsigned w = stay ? neap__span_next_free_word(s, 0) : s->nwords;
     if (w < s->nwords) {
       s->needzero = 1; /* objects on the second pass may have been used */
       load_window(slot, s, w);
@@ -347,14 +384,14 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     empty_unlock(c);
   }
   if (s != NULL) {
-    s->live -= neap__span_merge_remote(s);
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
   } else {
     s = neap__central_cache_span(cls, c);
     if (s == NULL) {
       errno = ENOMEM;
       return NULL;
     }
-    s->live = neap__span_live(s);
+    set_live(s, neap__span_live(s));
   }
   make_current(slot, s);
   return take(slot);

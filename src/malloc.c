@@ -337,7 +337,7 @@ void neap_free(void *p) {
     free_invalid(p);
 #endif
   NEAP_STORE(word, neap__bit_clear(u, idx));
-  if (NEAP_UNLIKELY(--s->live == s->relist_at)) neap__cache_free_local_slow(c, s);
+  if (NEAP_UNLIKELY(--s->countdown == 0)) neap__cache_free_local_slow(c, s);
 }
 
 size_t neap_usable_size(const void *p) {

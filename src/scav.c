@@ -34,7 +34,7 @@
  * back: the rule never delays an idle process's return by more than a
  * quarter delay, its re-check period while the program is active.
  *
- * Idle caches. A thread cache keeps up to 32 KiB of empty spans per class
+ * Idle caches. A thread cache keeps up to 128 KiB of empty spans per class
  * for its next refills (cache.c). Each cycle the scavenger takes them back
  * from caches that have not refilled since the cycle before, so a thread
  * that has gone quiet does not pin them.

@@ -64,10 +64,12 @@ typedef struct neap_span {
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
   uint8_t list;                 /* NEAP_LIST_*: which list holds it */
-  uint32_t live;                /* owner's count of allocated objects (a cache
-                                   counts its whole current window as allocated) */
-  uint32_t relist_at;           /* a local free that brings live down to this
-                                   takes the slow path (see cache.c) */
+  /* The owner's count of allocated objects (a cache counts its whole
+   * current window as allocated), kept as live - relist_at: a local free
+   * that brings live down to relist_at takes the slow path (see cache.c),
+   * and the fast path tests that with one decrement. */
+  int32_t countdown;
+  uint32_t relist_at;
   uint32_t npages;
   uint64_t first_page;          /* page index in the page allocator */
   _Atomic uint64_t rword;       /* remote-free count and flags */
@@ -263,7 +265,7 @@ struct neap_cache {
   neap_slot slot[NEAP_NUM_CLASSES];
   /* The other spans this cache owns, per class: with free objects, and
    * full. Only this thread touches them. */
-  neap_span *own_partial[NEAP_NUM_CLASSES];
+  neap_span *own_partial[NEAP_NUM_CLASSES], *own_partial_tail[NEAP_NUM_CLASSES];
   neap_span *own_full[NEAP_NUM_CLASSES];
   /* Empty spans kept for the next refills (cache.c: refile). The only
    * owned lists another thread may touch (neap__cache_trim), so they and

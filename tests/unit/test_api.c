@@ -369,6 +369,33 @@ static void test_calloc_zero_on_reuse(void) {
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) calloc_reuse_one(sizes[i]);
 }
 
+/* Blocks freed while their window is still being handed out come back
+ * before the span's next pass, while the span may still count as fresh
+ * from the OS: calloc must zero them all the same. Run first, so that the
+ * spans are made of pages fresh from the OS. */
+static void test_calloc_zero_window_reuse(void) {
+  static const size_t sizes[] = {1500, 2500, 6000, 9000};
+  void *p[256];
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t size = sizes[k];
+    int dirty = 0;
+    for (int round = 0; round < 4; round++) {
+      for (int i = 0; i < 256; i++) {
+        p[i] = neap_calloc(1, size);
+        CHECK(p[i] != NULL);
+        if (p[i] == NULL) return;
+        const unsigned char *b = p[i];
+        for (size_t j = 0; j < size; j++) dirty += b[j] != 0;
+        memset(launder(p[i]), 0x5a, size);
+        if (i % 3 == 0) neap_free(p[i]); /* into the window in use */
+      }
+      for (int i = 0; i < 256; i++)
+        if (i % 3 != 0) neap_free(p[i]);
+    }
+    CHECK_EQ(dirty, 0);
+  }
+}
+
 /* ---- realloc */
 
 static void test_realloc_null_and_zero(void) {
@@ -829,6 +856,8 @@ static void test_foreign_pointers(void) {
   } while (0)
 
 int main(void) {
+  /* First, while every span is fresh from the OS (see the test). */
+  RUN_CLEAN(test_calloc_zero_window_reuse);
   RUN_CLEAN(test_out_of_memory);
   RUN_CLEAN(test_alignment_and_usable);
   RUN_CLEAN(test_malloc_zero);
