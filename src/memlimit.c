@@ -140,7 +140,10 @@ static bool has_token(const char *list, const char *tok) {
   return false;
 }
 
-static struct {
+/* Scratch for one look at the cgroup files: 40 KiB, mapped for the look
+ * and unmapped after it, so that a process does not keep them resident
+ * for a read it makes once. */
+typedef struct {
   reader r;
   char line[PATH_CAP];
   char path[PATH_CAP];
@@ -148,36 +151,37 @@ static struct {
   char mnt_v1[PATH_CAP], root_v1[PATH_CAP];  /* from mountinfo */
   char mnt_v2[PATH_CAP], root_v2[PATH_CAP];
   char dir[PATH_CAP];
-} cg; /* cg_lock */
+} cg_scratch;
+static cg_scratch *cg; /* cg_lock */
 
 static bool read_self_cgroup(const char *root) {
-  cg.cg_v1[0] = cg.cg_v2[0] = 0;
-  if (!join(cg.path, sizeof cg.path, root, "/proc/self/cgroup", "")) return false;
-  cg.r.fd = neap__os_open_read(cg.path);
-  if (cg.r.fd < 0) return false;
-  cg.r.len = cg.r.pos = 0;
-  while (next_line(&cg.r, cg.line, sizeof cg.line)) {
-    char *c1 = strchr(cg.line, ':');
+  cg->cg_v1[0] = cg->cg_v2[0] = 0;
+  if (!join(cg->path, sizeof cg->path, root, "/proc/self/cgroup", "")) return false;
+  cg->r.fd = neap__os_open_read(cg->path);
+  if (cg->r.fd < 0) return false;
+  cg->r.len = cg->r.pos = 0;
+  while (next_line(&cg->r, cg->line, sizeof cg->line)) {
+    char *c1 = strchr(cg->line, ':');
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (c2 == NULL) continue;
     *c1 = *c2 = 0;
     const char *ctrls = c1 + 1, *path = c2 + 1;
-    if (strcmp(cg.line, "0") == 0 && *ctrls == 0) join(cg.cg_v2, sizeof cg.cg_v2, path, "", "");
-    else if (has_token(ctrls, "memory")) join(cg.cg_v1, sizeof cg.cg_v1, path, "", "");
+    if (strcmp(cg->line, "0") == 0 && *ctrls == 0) join(cg->cg_v2, sizeof cg->cg_v2, path, "", "");
+    else if (has_token(ctrls, "memory")) join(cg->cg_v1, sizeof cg->cg_v1, path, "", "");
   }
-  neap__os_close(cg.r.fd);
-  return cg.cg_v1[0] || cg.cg_v2[0];
+  neap__os_close(cg->r.fd);
+  return cg->cg_v1[0] || cg->cg_v2[0];
 }
 
 static void read_mounts(const char *root) {
-  cg.mnt_v1[0] = cg.mnt_v2[0] = 0;
-  if (!join(cg.path, sizeof cg.path, root, "/proc/self/mountinfo", "")) return;
-  cg.r.fd = neap__os_open_read(cg.path);
-  if (cg.r.fd < 0) return;
-  cg.r.len = cg.r.pos = 0;
-  while (next_line(&cg.r, cg.line, sizeof cg.line)) {
+  cg->mnt_v1[0] = cg->mnt_v2[0] = 0;
+  if (!join(cg->path, sizeof cg->path, root, "/proc/self/mountinfo", "")) return;
+  cg->r.fd = neap__os_open_read(cg->path);
+  if (cg->r.fd < 0) return;
+  cg->r.len = cg->r.pos = 0;
+  while (next_line(&cg->r, cg->line, sizeof cg->line)) {
     char *f[32];
-    size_t n = split(cg.line, f, 32), dash = 0;
+    size_t n = split(cg->line, f, 32), dash = 0;
     for (size_t i = 6; i < n; i++)
       if (strcmp(f[i], "-") == 0) {
         dash = i;
@@ -187,15 +191,15 @@ static void read_mounts(const char *root) {
     const char *fstype = f[dash + 1], *super = f[dash + 3];
     unescape(f[3]);
     unescape(f[4]);
-    if (strcmp(fstype, "cgroup2") == 0 && !cg.mnt_v2[0]) {
-      join(cg.mnt_v2, sizeof cg.mnt_v2, f[4], "", "");
-      join(cg.root_v2, sizeof cg.root_v2, f[3], "", "");
-    } else if (strcmp(fstype, "cgroup") == 0 && has_token(super, "memory") && !cg.mnt_v1[0]) {
-      join(cg.mnt_v1, sizeof cg.mnt_v1, f[4], "", "");
-      join(cg.root_v1, sizeof cg.root_v1, f[3], "", "");
+    if (strcmp(fstype, "cgroup2") == 0 && !cg->mnt_v2[0]) {
+      join(cg->mnt_v2, sizeof cg->mnt_v2, f[4], "", "");
+      join(cg->root_v2, sizeof cg->root_v2, f[3], "", "");
+    } else if (strcmp(fstype, "cgroup") == 0 && has_token(super, "memory") && !cg->mnt_v1[0]) {
+      join(cg->mnt_v1, sizeof cg->mnt_v1, f[4], "", "");
+      join(cg->root_v1, sizeof cg->root_v1, f[3], "", "");
     }
   }
-  neap__os_close(cg.r.fd);
+  neap__os_close(cg->r.fd);
 }
 
 /* The smallest limit from dir up to the mount point mnt (dir starts with
@@ -208,15 +212,15 @@ static uint64_t walk_up(const char *root, const char *mnt, bool v1) {
   uint64_t best = 0;
   for (;;) {
     for (size_t i = 0; i < nfiles; i++) {
-      if (!join(cg.path, sizeof cg.path, root, cg.dir, files[i])) continue;
-      uint64_t v = read_limit_file(cg.path, v1);
+      if (!join(cg->path, sizeof cg->path, root, cg->dir, files[i])) continue;
+      uint64_t v = read_limit_file(cg->path, v1);
       if (v != 0 && (best == 0 || v < best)) best = v;
     }
-    size_t l = strlen(cg.dir);
+    size_t l = strlen(cg->dir);
     if (l <= lm) break;
-    while (l > lm && cg.dir[l - 1] != '/') l--; /* drop the last component */
+    while (l > lm && cg->dir[l - 1] != '/') l--; /* drop the last component */
     if (l > lm && l > 1) l--;                   /* and its slash */
-    cg.dir[l] = 0;
+    cg->dir[l] = 0;
   }
   return best;
 }
@@ -232,20 +236,28 @@ static bool cgroup_dir(const char *mnt, const char *mroot, const char *path) {
   }
   if (strcmp(rel, "/") == 0) rel = "";
   if (strcmp(mnt, "/") == 0 && rel[0] == '/') mnt = "";
-  return join(cg.dir, sizeof cg.dir, mnt, rel, "");
+  return join(cg->dir, sizeof cg->dir, mnt, rel, "");
 }
 
 uint64_t neap__cgroup_limit(const char *root) {
   if (root == NULL) root = "";
   uint64_t limit = 0;
   pthread_mutex_lock(&cg_lock);
+  void *mem;
+  if (neap__os_map(sizeof *cg, &mem) != 0) {
+    pthread_mutex_unlock(&cg_lock);
+    return 0;
+  }
+  cg = mem;
   if (read_self_cgroup(root)) {
     read_mounts(root);
-    if (cg.cg_v1[0] && cg.mnt_v1[0] && cgroup_dir(cg.mnt_v1, cg.root_v1, cg.cg_v1))
-      limit = walk_up(root, cg.mnt_v1, true);
-    else if (cg.cg_v2[0] && cg.mnt_v2[0] && cgroup_dir(cg.mnt_v2, cg.root_v2, cg.cg_v2))
-      limit = walk_up(root, cg.mnt_v2, false);
+    if (cg->cg_v1[0] && cg->mnt_v1[0] && cgroup_dir(cg->mnt_v1, cg->root_v1, cg->cg_v1))
+      limit = walk_up(root, cg->mnt_v1, true);
+    else if (cg->cg_v2[0] && cg->mnt_v2[0] && cgroup_dir(cg->mnt_v2, cg->root_v2, cg->cg_v2))
+      limit = walk_up(root, cg->mnt_v2, false);
   }
+  neap__os_unmap(cg, sizeof *cg);
+  cg = NULL;
   pthread_mutex_unlock(&cg_lock);
   return limit;
 }
