@@ -15,13 +15,19 @@
  *   - the current span and a window of 64 of its objects: `bits` has a 1
  *     for each free object of the window. Allocation takes the lowest set
  *     bit and sets the object's in-use bit (malloc.c inlines this): no
- *     lock, no atomic read-modify-write;
- *   - own_partial: owned spans with room, taken when the current one is
- *     full;
+ *     lock, no atomic read-modify-write. An empty window reloads from the
+ *     same bitmap word first (objects freed since: likely still in the
+ *     CPU's cache), then from the next word with a free object;
+ *   - own_partial: owned spans with room, a FIFO queue taken from the
+ *     front when the current span is used up, so each span waits as long
+ *     as it can and brings as many objects as it can when its turn comes
+ *     (a switch of span costs a few hundred instructions);
  *   - own_full: owned spans parked full. A local free that leaves a
- *     quarter of one free moves it to own_partial (one compare on the
- *     free fast path, against span->relist_at); taking a span back for one
- *     or two objects would cost more than they are worth.
+ *     quarter of one free moves it to own_partial (the free fast path
+ *     tests one decrement: a span keeps live - relist_at, `countdown`);
+ *     taking a span back for one or two objects would cost more than they
+ *     are worth. The current span is parked too when it is used up with
+ *     less than a quarter free and another span has room.
  *   - own_empty: owned spans that emptied, kept for the next refills, up
  *     to 128 KiB per class (see keep_empty).
  * Any other owned span that empties goes back to its central at once, and

@@ -9,8 +9,10 @@
  *      class and a 64-object window of it: take the lowest free bit, mark
  *      the object in use, return base + i*size. No lock, no atomic
  *      read-modify-write, no counter. This is all most calls do.
- *   2. Window empty: move to the next bitmap word of the span with a free
- *      object; at the span's end merge other threads' frees and wrap.
+ *   2. Window empty: reload it from the same bitmap word if objects were
+ *      freed there since, else move to the next word with a free object;
+ *      at the span's end merge other threads' frees and wrap if a quarter
+ *      of the span is free.
  *   3. Span full: park it, and make current one of the spans this thread
  *      owns that has room (frees by this thread or, via the inbox, by
  *      others made it); failing that, take one from the size class's
