@@ -29,7 +29,7 @@
  *     are worth. The current span is parked too when it is used up with
  *     less than a quarter free and another span has room.
  *   - own_empty: owned spans that emptied, kept for the next refills, up
- *     to 128 KiB per class (see keep_empty).
+ *     to 128 KiB per class and 2 MiB in all (see keep_empty).
  * Any other owned span that empties goes back to its central at once, and
  * from there to the page heap.
  *
@@ -145,7 +145,10 @@ static neap_span **own_list(neap_cache *c, neap_span *s) {
 
 static void own_remove(neap_cache *c, neap_span *s) {
   if (s->list < NEAP_LIST_OWN_PARTIAL) return; /* the own lists are the last three */
-  if (s->list == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]--;
+  if (s->list == NEAP_LIST_OWN_EMPTY) {
+    c->nempty[s->sizeclass]--;
+    c->empty_pages -= s->npages;
+  }
   if (s->prev) s->prev->next = s->next;
   else *own_list(c, s) = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -179,7 +182,10 @@ static void set_relist_at(neap_span *s, uint32_t at) {
 
 static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   s->list = which;
-  if (which == NEAP_LIST_OWN_EMPTY) c->nempty[s->sizeclass]++;
+  if (which == NEAP_LIST_OWN_EMPTY) {
+    c->nempty[s->sizeclass]++;
+    c->empty_pages += s->npages;
+  }
   set_relist_at(s, relist_threshold(s, which));
   neap_span **head = own_list(c, s);
   if (which == NEAP_LIST_OWN_PARTIAL) {
@@ -214,16 +220,19 @@ static void release(neap_cache *c, neap_span *s) {
 }
 
 /* How many empty spans of a class a cache keeps for its next refills:
- * 128 KiB worth, at least one. Without them a class with few live objects
- * spread over a few spans gives a span back and takes a new one, under the
- * central's and the heap's locks, every few frees (larson: 4x slower); and
- * a program that allocates in bursts and frees them all (xmalloc with one
- * thread: 4096 blocks, 2 MiB) sends every span of a burst through the page
- * heap and back (32 KiB kept: 16% slower than 128). The cost is bounded:
- * at most 128 KiB (or one span) per class per thread, handed back when the
+ * 128 KiB worth, and 2 MiB in all per cache, but always one. Without them a
+ * class with few live objects spread over a few spans gives a span back
+ * and takes a new one, under the central's and the heap's locks, every
+ * few frees (larson: 4x slower); and a program that allocates in bursts
+ * and frees them all (xmalloc with one thread: 4096 blocks, 2 MiB, over
+ * and over) sends every span of a burst through the page heap and back
+ * (with 32 KiB per class and no total it ran 16% slower; a 1 MiB total
+ * keeps half the gain). The cost is bounded like a tcmalloc thread cache
+ * (4 MiB by default): at most 2 MiB per thread, handed back when the
  * thread exits or flushes, or by the scavenger once the thread has not
  * refilled for a release delay (neap__cache_trim). */
 #define KEEP_EMPTY_BYTES (128u << 10)
+#define KEEP_EMPTY_TOTAL ((size_t)2 << 20)
 static unsigned keep_empty(unsigned cls) {
   unsigned n = (unsigned)(KEEP_EMPTY_BYTES / ((size_t)neap__class_pages[cls] << NEAP_PAGE_SHIFT));
   return n ? n : 1u;
@@ -237,7 +246,9 @@ static void refile(neap_cache *c, neap_span *s) {
     if (s->list == NEAP_LIST_OWN_EMPTY) return;
     own_remove(c, s);
     empty_lock(c);
-    bool keep = c->nempty[s->sizeclass] < keep_empty(s->sizeclass);
+    unsigned n = c->nempty[s->sizeclass];
+    bool keep = n < keep_empty(s->sizeclass) &&
+                (n == 0 || (size_t)(c->empty_pages + s->npages) << NEAP_PAGE_SHIFT <= KEEP_EMPTY_TOTAL);
     if (keep) own_push(c, s, NEAP_LIST_OWN_EMPTY);
     empty_unlock(c);
     if (!keep) release(c, s);

@@ -34,10 +34,10 @@
  * back: the rule never delays an idle process's return by more than a
  * quarter delay, its re-check period while the program is active.
  *
- * Idle caches. A thread cache keeps up to 128 KiB of empty spans per class
- * for its next refills (cache.c). Each cycle the scavenger takes them back
- * from caches that have not refilled since the cycle before, so a thread
- * that has gone quiet does not pin them.
+ * Idle caches. A thread cache keeps up to 128 KiB of empty spans per
+ * class, 2 MiB in all, for its next refills (cache.c). Each cycle the
+ * scavenger takes them back from caches that have not refilled since the
+ * cycle before, so a thread that has gone quiet does not pin them.
  *
  * Pacing. Work is charged in CPU time (the thread's own clock) against a
  * token bucket filled at NEAP_SCAVENGER_CPU (default 1% of one core, as

@@ -273,6 +273,7 @@ struct neap_cache {
    * instructions: the owner takes it only on slow paths. */
   neap_span *own_empty[NEAP_NUM_CLASSES];
   uint8_t nempty[NEAP_NUM_CLASSES];
+  uint32_t empty_pages;      /* in all the own_empty lists */
   atomic_flag empty_lock;
   _Atomic uint64_t refills;  /* slow refills so far (the owner writes) */
   uint64_t trim_seen;        /* refills at the last trim (trimmers, under the registry lock) */
