@@ -268,9 +268,9 @@ struct neap_cache {
   neap_span *own_partial[NEAP_NUM_CLASSES], *own_partial_tail[NEAP_NUM_CLASSES];
   neap_span *own_full[NEAP_NUM_CLASSES];
   /* Empty spans kept for the next refills (cache.c: refile). The only
-   * owned lists another thread may touch (neap__cache_trim), so they and
-   * nempty are guarded by empty_lock, a spin lock held for a few
-   * instructions: the owner takes it only on slow paths. */
+   * owned lists another thread may touch (neap__cache_trim), so they,
+   * nempty and empty_pages are guarded by empty_lock, a spin lock held for
+   * a few instructions: the owner takes it only on slow paths. */
   neap_span *own_empty[NEAP_NUM_CLASSES];
   uint8_t nempty[NEAP_NUM_CLASSES];
   uint32_t empty_pages;      /* in all the own_empty lists */
