@@ -182,10 +182,13 @@ static const uint16_t size_to_slot16[NEAP_SIZE_TO_CLASS16_LEN] = NEAP_SIZE_TO_CL
 _Static_assert(offsetof(neap_cache, slot) + NEAP_NUM_CLASSES * sizeof(neap_slot) <= UINT16_MAX,
                "slot offsets fit size_to_slot16");
 
-/* The fast path's tail: the window is empty (or this thread has no cache
- * yet: the empty cache's windows always are). */
-NEAP_INLINE void *malloc_refill(neap_cache *c, neap_slot *slot) {
-  if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, slot); /* a tail call */
+/* The allocation path once the slot is known: take from its window, or
+ * refill it (a tail call; the empty cache's windows are always empty, so
+ * a thread without a cache lands in alloc_small_slow). */
+NEAP_INLINE void *slot_alloc(neap_cache *c, neap_slot *slot) {
+  uint64_t b = NEAP_LOAD(&slot->bits);
+  if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
+  if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, slot);
   return alloc_small_slow((unsigned)(slot - neap__empty_cache.slot), false);
 }
 
@@ -193,10 +196,7 @@ NEAP_INLINE void *malloc_refill(neap_cache *c, neap_slot *slot) {
 static NEAP_NOINLINE void *malloc_medium(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SMALL_MAX)) {
     neap_cache *c = neap__tls_cache;
-    neap_slot *slot = &c->slot[neap__size_class(size)];
-    uint64_t b = NEAP_LOAD(&slot->bits);
-    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
-    return malloc_refill(c, slot);
+    return slot_alloc(c, &c->slot[neap__size_class(size)]);
   }
   return alloc_large(size, 0, false);
 }
@@ -204,10 +204,7 @@ static NEAP_NOINLINE void *malloc_medium(size_t size) {
 void *neap_malloc(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SIZE_TO_CLASS16_MAX)) {
     neap_cache *c = neap__tls_cache;
-    neap_slot *slot = (neap_slot *)((char *)c + size_to_slot16[(size + 15) >> 4]);
-    uint64_t b = NEAP_LOAD(&slot->bits);
-    if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
-    return malloc_refill(c, slot);
+    return slot_alloc(c, (neap_slot *)((char *)c + size_to_slot16[(size + 15) >> 4]));
   }
   return malloc_medium(size);
 }
