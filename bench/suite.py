@@ -446,8 +446,14 @@ def main():
     report(out, rows, traces, counts, allocs, cases, args, threads, wall)
     shutil.rmtree(workdir, ignore_errors=True)
     if args.results:
-        dest = os.path.join(args.results, "%s-suite" % datetime.date.today().isoformat())
-        os.makedirs(dest, exist_ok=True)
+        # A new directory each run: a second run on the same day must not
+        # overwrite a report that may be committed already.
+        base = os.path.join(args.results, "%s-suite" % datetime.date.today().isoformat())
+        dest, n = base, 1
+        while os.path.exists(dest):
+            n += 1
+            dest = "%s-%d" % (base, n)
+        os.makedirs(dest)
         for fn in os.listdir(out):
             if fn.endswith(".md") or fn.endswith(".svg") or fn.endswith(".csv"):
                 shutil.copy(os.path.join(out, fn), dest)
