@@ -280,10 +280,7 @@ static neap_span *checked_span(const void *ptr, const char *what) {
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
     neap__fatal("free of an interior pointer", ptr);
-  uint64_t bit = 1ull << (idx & 63);
-  if (NEAP_UNLIKELY(!(NEAP_LOAD(neap__span_inuse(s, idx >> 6)) & bit) ||
-                    (NEAP_LOAD(neap__span_remote(s, idx >> 6)) & bit)))
-    neap__fatal("double free", ptr);
+  if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__fatal("double free", ptr);
   return s;
 }
 
@@ -429,9 +426,7 @@ void *neap__object_start(const void *ptr) {
   uintptr_t off = p - s->base;
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   if (idx >= s->nelems) return NULL;
-  uint64_t bit = 1ull << (idx & 63);
-  if (!(NEAP_LOAD(neap__span_inuse(s, idx >> 6)) & bit) || (NEAP_LOAD(neap__span_remote(s, idx >> 6)) & bit))
-    return NULL;
+  if (!neap__span_held(s, idx)) return NULL;
   return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 

@@ -114,6 +114,15 @@ NEAP_INLINE uint64_t neap__span_free_bits(neap_span *s, unsigned w) {
   return ~NEAP_LOAD(neap__span_inuse(s, w)) & neap__span_word_objects(s, w);
 }
 
+/* Is object idx (< nelems) held by the program: in use, and not freed by
+ * another thread? Exact for the owner; for any other thread a racy read,
+ * as every check of a free racing with another free must be. */
+NEAP_INLINE bool neap__span_held(neap_span *s, unsigned idx) {
+  uint64_t bit = 1ull << (idx & 63);
+  unsigned w = idx >> 6;
+  return (NEAP_LOAD(neap__span_inuse(s, w)) & ~NEAP_LOAD(neap__span_remote(s, w)) & bit) != 0;
+}
+
 /* Bit i of w, and w with bit i clear, for any i: only i mod 64 counts, as
  * in the bt/btr instructions these are on x86-64, which saves the masking
  * a C shift needs. */
