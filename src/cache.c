@@ -92,7 +92,11 @@ static neap_cache *cache_new(void) {
   neap_cache *c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
   c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) c->slot[cls].size = neap__class_size[cls];
+  for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
+    c->slot[cls].size = neap__class_size[cls];
+    neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
+    for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
+  }
   pthread_mutex_lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
@@ -135,11 +139,31 @@ neap_cache *neap__cache_get_slow(void) {
 
 /* --- the spans a cache owns (this thread only) */
 
-static neap_span **own_list(neap_cache *c, neap_span *s) {
-  switch (s->list) {
-  case NEAP_LIST_OWN_PARTIAL: return &c->own_partial[s->sizeclass];
-  case NEAP_LIST_OWN_EMPTY: return &c->own_empty[s->sizeclass];
-  default: return &c->own_full[s->sizeclass];
+/* The own lists are circular with a head in the cache, so that taking a
+ * span out and putting one in take a few stores and no branch: a span
+ * switch does both twice, every few dozen allocations when objects die at
+ * random. */
+static neap_span *span_of_link(neap_link *l) { return (neap_span *)(void *)((char *)l - offsetof(neap_span, own)); }
+static bool list_empty(const neap_link *head) { return head->next == head; }
+static neap_span *list_first(neap_link *head) { return list_empty(head) ? NULL : span_of_link(head->next); }
+
+static void link_remove(neap_link *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+}
+
+static void link_after(neap_link *at, neap_link *l) {
+  l->prev = at;
+  l->next = at->next;
+  at->next->prev = l;
+  at->next = l;
+}
+
+static neap_link *own_list(neap_cache *c, unsigned cls, uint8_t which) {
+  switch (which) {
+  case NEAP_LIST_OWN_PARTIAL: return &c->own_partial[cls];
+  case NEAP_LIST_OWN_EMPTY: return &c->own_empty[cls];
+  default: return &c->own_full[cls];
   }
 }
 
@@ -149,11 +173,7 @@ static void own_remove(neap_cache *c, neap_span *s) {
     c->nempty[s->sizeclass]--;
     c->empty_pages -= s->npages;
   }
-  if (s->prev) s->prev->next = s->next;
-  else *own_list(c, s) = s->next;
-  if (s->next) s->next->prev = s->prev;
-  else if (s->list == NEAP_LIST_OWN_PARTIAL) c->own_partial_tail[s->sizeclass] = s->prev;
-  s->next = s->prev = NULL;
+  link_remove(&s->own);
   s->list = NEAP_LIST_NONE;
 }
 
@@ -180,6 +200,9 @@ static void set_relist_at(neap_span *s, uint32_t at) {
   s->relist_at = at;
 }
 
+/* Puts s (on no own list) on list `which`: partial spans at the back,
+ * since refills take the front, so a span waits as long as it can,
+ * gathering frees, and gives more objects when its turn comes. */
 static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   s->list = which;
   if (which == NEAP_LIST_OWN_EMPTY) {
@@ -187,22 +210,8 @@ static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
     c->empty_pages += s->npages;
   }
   set_relist_at(s, relist_threshold(s, which));
-  neap_span **head = own_list(c, s);
-  if (which == NEAP_LIST_OWN_PARTIAL) {
-    /* At the back: refills take the front, so a span waits as long as it
-     * can, gathering frees, and gives more objects when its turn comes. */
-    neap_span **tail = &c->own_partial_tail[s->sizeclass];
-    s->next = NULL;
-    s->prev = *tail;
-    if (*tail) (*tail)->next = s;
-    else *head = s;
-    *tail = s;
-    return;
-  }
-  s->prev = NULL;
-  s->next = *head;
-  if (s->next) s->next->prev = s;
-  *head = s;
+  neap_link *head = own_list(c, s->sizeclass, which);
+  link_after(which == NEAP_LIST_OWN_PARTIAL ? head->prev : head, &s->own);
 }
 
 static void empty_lock(neap_cache *c) {
@@ -373,7 +382,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
      * the few objects freed since the last would end again soon. */
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
     add_live(s, -(int32_t)neap__span_merge_remote(s));
-    bool stay = s->nelems - live_of(s) >= relist_room(s) || c->own_partial[cls] == NULL;
+    bool stay = s->nelems - live_of(s) >= relist_room(s) || list_empty(&c->own_partial[cls]);
     unsigned w = stay ? neap__span_next_free_word(s, 0) : s->nwords;
     if (w < s->nwords) {
       s->needzero = 1; /* objects on the second pass may have been used */
@@ -386,17 +395,17 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     own_push(c, s, NEAP_LIST_OWN_FULL);
   }
   if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
-  if (c->own_partial[cls] == NULL) {
+  if (list_empty(&c->own_partial[cls])) {
     neap__central_drain(cls); /* may forward spans we own to the inbox */
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
   }
   NEAP_STORE(&c->refills, NEAP_LOAD(&c->refills) + 1);
-  s = c->own_partial[cls];
+  s = list_first(&c->own_partial[cls]);
   if (s != NULL) {
     own_remove(c, s);
   } else {
     empty_lock(c); /* a trim may be taking the kept spans */
-    s = c->own_empty[cls];
+    s = list_first(&c->own_empty[cls]);
     if (s != NULL) own_remove(c, s);
     empty_unlock(c);
   }
@@ -437,8 +446,8 @@ static size_t trim_one(neap_cache *c) {
   neap_span *taken = NULL;
   empty_lock(c);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-    while (c->own_empty[cls] != NULL) {
-      neap_span *s = c->own_empty[cls];
+    while (!list_empty(&c->own_empty[cls])) {
+      neap_span *s = list_first(&c->own_empty[cls]);
       own_remove(c, s);
       s->next = taken;
       taken = s;
@@ -490,8 +499,8 @@ void neap__cache_flush(neap_cache *c) {
       slot->inuse = NULL;
       release(c, s);
     }
-    while (c->own_partial[cls] != NULL) release(c, c->own_partial[cls]);
-    while (c->own_full[cls] != NULL) release(c, c->own_full[cls]);
+    while (!list_empty(&c->own_partial[cls])) release(c, list_first(&c->own_partial[cls]));
+    while (!list_empty(&c->own_full[cls])) release(c, list_first(&c->own_full[cls]));
   }
   trim_one(c);
   /* Spans forwarded to us before we gave them up are their centrals' now,

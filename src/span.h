@@ -51,12 +51,16 @@ enum {
 
 typedef struct neap_cache neap_cache;
 
+/* A link of a circular, doubly linked list with a head of the same type:
+ * the thread cache's own lists (cache.c), where taking a span out or
+ * putting one in is a few stores and no branch. */
+typedef struct neap_link {
+  struct neap_link *next, *prev;
+} neap_link;
+
 typedef struct neap_span {
-  /* Read on every free: keep together at the front. */
-  uintptr_t base;               /* address of the first page */
-  _Atomic(neap_cache *) owner;  /* cache holding the span, else NULL */
+  /* First line: what the slow paths use. */
   uint32_t elemsize;            /* object size; large: 0 */
-  uint32_t divmul;              /* object index = (offset * divmul) >> 32 */
   uint16_t nelems;              /* objects in the span (small) */
   uint8_t sizeclass;            /* 0 for large spans */
   uint8_t nwords;               /* bitmap words per bitmap (small) */
@@ -64,17 +68,31 @@ typedef struct neap_span {
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
   uint8_t list;                 /* NEAP_LIST_*: which list holds it */
+  uint32_t relist_at;           /* see countdown */
+  uint32_t npages;
+  uint64_t first_page;          /* page index in the page allocator */
+  _Atomic uint64_t rword;       /* remote-free count and flags */
+  union {
+    struct { /* central lists (central.c): NULL-terminated */
+      struct neap_span *next, *prev;
+    };
+    neap_link own; /* the owning cache's lists (cache.c) */
+  };
+  struct neap_span *pending_next;            /* pending stack or owner's inbox */
+  /* Second line: everything the free fast path reads, then the bitmaps,
+   * whose first two pairs of words share the line. A free in a span of up
+   * to 128 objects touches this line alone (the span tables give no
+   * better locality: a random free in a heap of a few thousand spans
+   * misses the L1 cache on its span, and the first version, with these
+   * fields first and the bitmaps on the second line, missed twice). */
+  uintptr_t base;               /* address of the first page */
+  _Atomic(neap_cache *) owner;  /* cache holding the span, else NULL */
+  uint32_t divmul;              /* object index = (offset * divmul) >> 32 */
   /* The owner's count of allocated objects (a cache counts its whole
    * current window as allocated), kept as live - relist_at: a local free
    * that brings live down to relist_at takes the slow path (see cache.c),
    * and the fast path tests that with one decrement. */
   int32_t countdown;
-  uint32_t relist_at;
-  uint32_t npages;
-  uint64_t first_page;          /* page index in the page allocator */
-  _Atomic uint64_t rword;       /* remote-free count and flags */
-  struct neap_span *next, *prev;             /* links of the list `list` names */
-  struct neap_span *pending_next;            /* pending stack or owner's inbox */
   /* Two bitmaps of nwords words each, 1 bit per object, interleaved so
    * that the word a free tests and the word it must find clear share a
    * line: bits[2w] is word w of
@@ -87,6 +105,7 @@ typedef struct neap_span {
    * clear in-use bit (see span.c). */
   _Atomic uint64_t bits[];
 } neap_span;
+_Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");
 
 /* Population count without POPCNT (not in the x86-64 baseline, where
  * __builtin_popcountll becomes a library call). */
@@ -274,13 +293,13 @@ struct neap_cache {
   neap_slot slot[NEAP_NUM_CLASSES];
   /* The other spans this cache owns, per class: with free objects, and
    * full. Only this thread touches them. */
-  neap_span *own_partial[NEAP_NUM_CLASSES], *own_partial_tail[NEAP_NUM_CLASSES];
-  neap_span *own_full[NEAP_NUM_CLASSES];
+  neap_link own_partial[NEAP_NUM_CLASSES];
+  neap_link own_full[NEAP_NUM_CLASSES];
   /* Empty spans kept for the next refills (cache.c: refile). The only
    * owned lists another thread may touch (neap__cache_trim), so they,
    * nempty and empty_pages are guarded by empty_lock, a spin lock held for
    * a few instructions: the owner takes it only on slow paths. */
-  neap_span *own_empty[NEAP_NUM_CLASSES];
+  neap_link own_empty[NEAP_NUM_CLASSES];
   uint8_t nempty[NEAP_NUM_CLASSES];
   uint32_t empty_pages;      /* in all the own_empty lists */
   atomic_flag empty_lock;
