@@ -33,6 +33,7 @@
 #include "heap.h"
 #include "memlimit.h"
 #include "options.h"
+#include "os/os.h"
 
 static void fork_prepare(void) {
   neap__statsfile_fork(NEAP_FORK_PREPARE);
@@ -68,8 +69,11 @@ static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
 #define NEAP_FORK_HANDLERS 1
 #endif
 
+_Atomic uint8_t neap__cpu_popcnt;
+
 void neap__process_init(void) {
   static _Atomic int registered, configured;
+  if (!NEAP_LOAD(&neap__cpu_popcnt) && neap__os_cpu_has_popcnt()) NEAP_STORE(&neap__cpu_popcnt, 1);
   neap__options_init();
   if (neap__options_parsed() && !atomic_load_explicit(&configured, memory_order_relaxed) &&
       !atomic_exchange_explicit(&configured, 1, memory_order_acq_rel)) {

@@ -107,9 +107,20 @@ typedef struct neap_span {
 } neap_span;
 _Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");
 
-/* Population count without POPCNT (not in the x86-64 baseline, where
- * __builtin_popcountll becomes a library call). */
+/* Population count: the POPCNT instruction where the CPU has it (set by
+ * neap__process_init), else bit arithmetic (POPCNT is not in the x86-64
+ * baseline, where __builtin_popcountll becomes a library call). A window
+ * load counts its free objects, some 100,000 times a second per thread in
+ * a busy program: 3 instructions instead of 17. */
+extern _Atomic uint8_t neap__cpu_popcnt;
 NEAP_INLINE unsigned neap__popcount(uint64_t x) {
+#if defined(__x86_64__)
+  if (NEAP_LIKELY(NEAP_LOAD(&neap__cpu_popcnt))) {
+    uint64_t r;
+    __asm__("popcntq %1, %0" : "=r"(r) : "r"(x) : "cc");
+    return (unsigned)r;
+  }
+#endif
   x -= (x >> 1) & 0x5555555555555555ull;
   x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
   x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;

@@ -63,6 +63,9 @@ uint64_t neap__os_process_cputime(void);
 /* Give the CPU to another thread (sched_yield): for waits on a thread that
  * may hold a flag for milliseconds. */
 void neap__os_yield(void);
+/* Does the CPU have a population-count instruction (x86-64: POPCNT, not
+ * in the baseline the library is built for)? */
+bool neap__os_cpu_has_popcnt(void);
 
 /* Start a detached background thread running fn(arg) with every signal
  * blocked (signals meant for the program never land on it), a small stack

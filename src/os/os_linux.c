@@ -29,6 +29,9 @@
 
 #include "internal.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
@@ -165,6 +168,16 @@ int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
   if (err == 0 && name != NULL) pthread_setname_np(t, name);
   errno = saved;
   return err;
+}
+
+bool neap__os_cpu_has_popcnt(void) {
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c & bit_POPCNT) != 0;
+#else
+  return false;
+#endif
 }
 
 int neap__os_open_read(const char *path) {
