@@ -372,35 +372,44 @@ void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   return refill_slow(c, slot);
 }
 
+/* Takes in the frees other threads made into s (the caller owns it): one
+ * load when there are none, as at nearly every span switch. */
+static void take_remote(neap_span *s) {
+  if (atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK)
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
+}
+
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   unsigned cls = (unsigned)(slot - c->slot);
+  neap_link *partial = &c->own_partial[cls];
+  /* Spans other threads freed into first: they may give the current span
+   * room, or the partial list a span. */
+  if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
   neap_span *s = slot->span;
   if (s != NULL) {
-    /* End of the span: take in other threads' frees and start over if a
-     * quarter of it is free by now (as a parked span must be to come back),
-     * or if this is the only owned span with room. Otherwise a pass for
-     * the few objects freed since the last would end again soon. */
-    if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
-    add_live(s, -(int32_t)neap__span_merge_remote(s));
-    bool stay = s->nelems - live_of(s) >= relist_room(s) || list_empty(&c->own_partial[cls]);
-    unsigned w = stay ? neap__span_next_free_word(s, 0) : s->nwords;
-    if (w < s->nwords) {
-      s->needzero = 1; /* objects on the second pass may have been used */
-      load_window(slot, s, w);
-      return take(slot);
+    /* End of the span: start over if a quarter of it is free by now (as a
+     * parked span must be to come back), or if this is the only owned
+     * span with room. Otherwise a pass for the few objects freed since the
+     * last would end again soon. */
+    take_remote(s);
+    s->needzero = 1; /* objects on a second pass may have been used */
+    if (s->nelems - live_of(s) >= relist_room(s) || list_empty(partial)) {
+      unsigned w = neap__span_next_free_word(s, 0);
+      if (w < s->nwords) {
+        load_window(slot, s, w);
+        return take(slot);
+      }
     }
     /* Full: park it until a free makes room. */
     slot->span = NULL;
-    s->needzero = 1;
     own_push(c, s, NEAP_LIST_OWN_FULL);
   }
-  if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
-  if (list_empty(&c->own_partial[cls])) {
+  if (list_empty(partial)) {
     neap__central_drain(cls); /* may forward spans we own to the inbox */
     if (atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL) drain_inbox(c);
   }
   NEAP_STORE(&c->refills, NEAP_LOAD(&c->refills) + 1);
-  s = list_first(&c->own_partial[cls]);
+  s = list_first(partial);
   if (s != NULL) {
     own_remove(c, s);
   } else {
@@ -410,7 +419,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     empty_unlock(c);
   }
   if (s != NULL) {
-    add_live(s, -(int32_t)neap__span_merge_remote(s));
+    take_remote(s);
   } else {
     s = neap__central_cache_span(cls, c);
     if (s == NULL) {
