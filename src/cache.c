@@ -372,13 +372,6 @@ void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   return refill_slow(c, slot);
 }
 
-/* Takes in the frees other threads made into s (the caller owns it): one
- * load when there are none, as at nearly every span switch. */
-static void take_remote(neap_span *s) {
-  if (atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK)
-    add_live(s, -(int32_t)neap__span_merge_remote(s));
-}
-
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   unsigned cls = (unsigned)(slot - c->slot);
   neap_link *partial = &c->own_partial[cls];
@@ -391,7 +384,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
      * parked span must be to come back), or if this is the only owned
      * span with room. Otherwise a pass for the few objects freed since the
      * last would end again soon. */
-    take_remote(s);
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
     s->needzero = 1; /* objects on a second pass may have been used */
     if (s->nelems - live_of(s) >= relist_room(s) || list_empty(partial)) {
       unsigned w = neap__span_next_free_word(s, 0);
@@ -419,7 +412,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     empty_unlock(c);
   }
   if (s != NULL) {
-    take_remote(s);
+    add_live(s, -(int32_t)neap__span_merge_remote(s));
   } else {
     s = neap__central_cache_span(cls, c);
     if (s == NULL) {

@@ -78,10 +78,7 @@ void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t 
   for (unsigned w = 0; w < 2u * s->nwords; w++) NEAP_STORE(&s->bits[w], 0);
 }
 
-unsigned neap__span_merge_remote(neap_span *s) {
-  /* Nothing announced, nothing to merge: one load instead of a scan. A
-   * free whose bit lands after this check is merged next time. */
-  if ((atomic_load_explicit(&s->rword, memory_order_acquire) & NEAP_RW_COUNT_MASK) == 0) return 0;
+unsigned neap__span_merge_remote_scan(neap_span *s) {
   unsigned merged = 0;
   for (unsigned w = 0; w < s->nwords; w++) {
     _Atomic uint64_t *inuse = neap__span_inuse(s, w), *remote = neap__span_remote(s, w);

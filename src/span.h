@@ -196,8 +196,15 @@ neap_span *neap__span_new(unsigned sizeclass); /* from the metadata pools; NULL 
 void neap__span_delete(neap_span *s);
 void neap__span_init_small(neap_span *s, unsigned sizeclass, uintptr_t base, uint64_t first_page, bool zeroed);
 /* Moves remote frees into the in-use bitmap (caller owns the span);
- * returns how many objects it merged. Aborts on a detected double free. */
-unsigned neap__span_merge_remote(neap_span *s);
+ * returns how many objects it merged. Aborts on a detected double free.
+ * Nothing announced, nothing to merge: one load, inline, instead of a
+ * call and a scan (as at nearly every span switch). A free whose bit
+ * lands after the check is merged next time. */
+unsigned neap__span_merge_remote_scan(neap_span *s);
+NEAP_INLINE unsigned neap__span_merge_remote(neap_span *s) {
+  if ((atomic_load_explicit(&s->rword, memory_order_acquire) & NEAP_RW_COUNT_MASK) == 0) return 0;
+  return neap__span_merge_remote_scan(s);
+}
 unsigned neap__span_live(const neap_span *s); /* objects in use */
 /* Index of the first bitmap word at or after `from` with a free object,
  * or nwords if none. */
