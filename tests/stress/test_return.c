@@ -54,7 +54,7 @@ static void sleep_s(double s) {
   }
 }
 
-static size_t rss(void) { return test_smaps_field(0, "Rss"); }
+static size_t rss(void) { return test_rss_of(0); }
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_rand(void) {
@@ -288,7 +288,7 @@ static size_t run_limit_child(const char *value) {
   size_t peak = 0;
   int st = 0;
   for (;;) {
-    size_t r = test_smaps_field(pid, "Rss");
+    size_t r = test_rss_of(pid);
     if (r > peak) peak = r;
     if (waitpid(pid, &st, WNOHANG) == pid) break;
     sleep_s(0.002);
