@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,25 +136,33 @@ TEST__FN int test__aborts(void (*fn)(void *), void *arg, const char *needle, con
 #define CHECK_ABORTS(fn, arg, needle) \
   test__aborts(fn, arg, needle, __FILE__, __LINE__, "CHECK_ABORTS(" #fn ", " #arg ")")
 
-/* The resident set of process pid (0: self), in bytes, from
- * /proc/<pid>/statm: the kernel's counters, O(1), read with open/read into
- * a stack buffer (no allocation). Tests that sample their own RSS every
- * 100 ms use this, not smaps_rollup's Rss, which walks every page table:
- * about 5 ms per read at 1 GiB resident on the development VM, so 5% of a
- * core spent by the test itself, half of what makes the scavenger treat
- * the process as busy and keep the pages the test waits to see returned
+/* /proc/<pid>/<name> (pid 0: self) into buf, NUL-terminated, with
+ * open/read: no allocation, so a process measuring itself stays idle.
+ * false if it cannot be read. */
+TEST__FN bool test__read_proc(int pid, const char *name, char *buf, size_t size) {
+  char path[64];
+  if (pid == 0) snprintf(path, sizeof path, "/proc/self/%s", name);
+  else snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  return true;
+}
+
+/* The resident set of process pid (0: self), in bytes, from statm: the
+ * kernel's counters, O(1). Tests that sample their own RSS every 100 ms
+ * use this, not smaps_rollup's Rss, which walks every page table: about
+ * 5 ms per read at 1 GiB resident on the development VM, so 5% of a core
+ * spent by the test itself, half of what makes the scavenger treat the
+ * process as busy and keep the pages the test waits to see returned
  * (scav.c: program_busy). */
 TEST__FN size_t test_rss_of(int pid) {
-  char path[64], buf[256];
-  if (pid == 0) snprintf(path, sizeof path, "/proc/self/statm");
-  else snprintf(path, sizeof path, "/proc/%d/statm", pid);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  char *p = strchr(buf, ' '); /* statm: size resident shared ... (pages) */
+  char buf[256];
+  if (!test__read_proc(pid, "statm", buf, sizeof buf)) return 0;
+  char *p = strchr(buf, ' '); /* size resident shared ... (pages) */
   if (p == NULL) return 0;
   return (size_t)strtoul(p + 1, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
 }
@@ -161,18 +170,10 @@ TEST__FN size_t test_rss_of(int pid) {
 TEST__FN size_t test_rss_bytes(void) { return test_rss_of(0); }
 
 /* A field of /proc/<pid>/smaps_rollup in bytes ("Rss", "LazyFree", ...;
- * pid 0: self), read with open/read into a stack buffer: no allocation,
- * so a process measuring itself stays idle. 0 if absent. */
+ * pid 0: self). 0 if absent. */
 TEST__FN size_t test_smaps_field(int pid, const char *field) {
-  char path[64], buf[4096];
-  if (pid == 0) snprintf(path, sizeof path, "/proc/self/smaps_rollup");
-  else snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
+  char buf[4096];
+  if (!test__read_proc(pid, "smaps_rollup", buf, sizeof buf)) return 0;
   size_t flen = strlen(field);
   for (char *line = buf; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
     if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
