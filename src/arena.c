@@ -12,8 +12,20 @@
  *   first use) -> neap_arena -> spans[(addr >> 13) % 8192]
  *
  * Arenas inside the 4 TiB window where neap asks for its heap are also in a
- * flat table, so the lookup on the free path is one range check and one
- * load there (span.h); the two-level index answers everywhere else.
+ * flat table, so that finding an address's arena is one range check and
+ * one load there (span.h); the two-level index answers everywhere else.
+ *
+ * The page map. The free path does not go through the arena at all: the
+ * span tables of a run of adjacent arenas are one flat array (span.h,
+ * neap_pagemap), so a pointer's span is one range check and one load.
+ * The run starts at the first arena registered and grows by each arena
+ * reserved right after it, which is how the heap grows; it can cover 64
+ * GiB, a 64 MiB reservation (no access, no memory) made with the first
+ * arena, whose 64 KiB per arena are committed as the arena is registered
+ * and count as arena metadata. An arena that does not extend the run
+ * (its neighbour's address was taken, or the run is full) gets a table
+ * of its own from the metadata allocator, and lookups of its pages go
+ * through the arena index: a few instructions more, nothing else.
  *
  * Any pointer at all can be looked up: a stack, static, or foreign-heap
  * address finds a NULL at one of the two levels and is "not ours", in
@@ -37,8 +49,9 @@
  * arenas (heap.c).
  *
  * Locking: the heap lock covers reservation and registration. Lookups take
- * no lock: index entries are written once (NULL -> value) and a pointer
- * being freed was handed out after its arena was registered.
+ * no lock: index entries are written once (NULL -> value), the page map's
+ * size only grows and is stored (release) after the tables it adds exist,
+ * and a pointer being freed was handed out after its arena was registered.
  */
 #include <errno.h>
 
@@ -92,9 +105,42 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
   return 0;
 }
 
+/* --- the page map (span.h) */
+
+neap_pagemap neap__pagemap;
+static _Atomic(neap_span *) *map_base; /* the reservation (heap lock) */
+static bool map_failed;
+
+/* The table for a's pages in the page map, committed, if a extends the
+ * run (the run's first arena starts it); NULL if it does not, or if the
+ * map cannot be had, and a keeps a table of its own. */
+static _Atomic(neap_span *) *pagemap_extend(const neap_arena *a) {
+  const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *);
+  if (map_base == NULL) {
+    void *p;
+    if (map_failed || neap__os_reserve(NULL, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), &p) != 0) {
+      map_failed = true;
+      return NULL;
+    }
+    neap__os_name(p, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), "neap-meta");
+    map_base = p;
+    NEAP_STORE(&neap__pagemap.map, map_base);
+  }
+  uint64_t n = NEAP_LOAD(&neap__pagemap.size) >> NEAP_PAGE_SHIFT; /* pages in the run */
+  if (n != 0 && (a->base != NEAP_LOAD(&neap__pagemap.base) + (n << NEAP_PAGE_SHIFT) || n >= NEAP_PAGEMAP_PAGES))
+    return NULL;
+  if (neap__os_commit_meta(map_base + n, table) != 0) return NULL;
+  neap__meta_note_mapped(table, NEAP_META_ARENA);
+  if (n == 0) NEAP_STORE(&neap__pagemap.base, a->base); /* no reader looks while size is 0 */
+  return map_base + n;
+}
+
 int neap__arena_register(neap_arena *a) {
   uintptr_t ai = a->base >> NEAP_ARENA_SHIFT;
   if (ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS)) return ENOMEM; /* beyond 48 bits */
+  bool mapped = (a->spans = pagemap_extend(a)) != NULL;
+  if (!mapped && (a->spans = neap__meta_alloc(NEAP_ARENA_PAGES * sizeof(neap_span *), NEAP_META_ARENA)) == NULL)
+    return ENOMEM;
   _Atomic(neap_arena **) *slot = &neap__arena_l1[ai >> NEAP_ARENA_L2_BITS];
   neap_arena **l2 = NEAP_LOAD(slot);
   if (l2 == NULL) {
@@ -106,5 +152,8 @@ int neap__arena_register(neap_arena *a) {
   uintptr_t w = a->base - NEAP_HEAP_WINDOW;
   if (w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT))
     atomic_store_explicit(&neap__arena_window[w >> NEAP_ARENA_SHIFT], a, memory_order_release);
+  if (mapped) /* last: the run covers a once its table exists */
+    atomic_store_explicit(&neap__pagemap.size, NEAP_LOAD(&neap__pagemap.size) + NEAP_ARENA_SIZE,
+                          memory_order_release);
   return 0;
 }

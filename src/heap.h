@@ -36,6 +36,9 @@ typedef struct neap_meta_stats {
   size_t sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];
 } neap_meta_stats;
 void neap__meta_stats(neap_meta_stats *out);
+/* Counts `size` bytes mapped outside the bump allocator (the page map's
+ * committed tables) as metadata of `kind`, in use for good. */
+void neap__meta_note_mapped(size_t size, neap_meta_kind kind);
 size_t neap__meta_mapped(void); /* bytes mapped, without the lock (a relaxed read) */
 void neap__meta_fork(neap_fork_phase phase);
 

@@ -312,7 +312,7 @@ static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
 
 void neap_free(void *p) {
   uintptr_t a = (uintptr_t)p;
-  neap_span *s = neap__span_of(a);
+  neap_span *s = neap__span_of_mapped(a);
   neap_cache *c = neap__tls_cache;
   if (NEAP_UNLIKELY(s == NULL || NEAP_LOAD(&s->owner) != c)) { /* the empty cache owns nothing */
     free_slow(p);

@@ -89,6 +89,15 @@ void neap__pool_free(neap_pool *pool, void *x) {
   pthread_mutex_unlock(&meta_lock);
 }
 
+void neap__meta_note_mapped(size_t size, neap_meta_kind kind) {
+  pthread_mutex_lock(&meta_lock);
+  __atomic_store_n(&meta_mapped, meta_mapped + size, __ATOMIC_RELAXED);
+  meta_inuse += size;
+  kind_sys[kind] += size;
+  kind_inuse[kind] += size;
+  pthread_mutex_unlock(&meta_lock);
+}
+
 void neap__meta_stats(neap_meta_stats *out) {
   pthread_mutex_lock(&meta_lock);
   out->mapped = meta_mapped;

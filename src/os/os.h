@@ -36,6 +36,10 @@ int neap__os_reserve(void *hint, size_t size, void **out);
 /* Make a reserved range readable and writable. Fresh pages read as zero.
  * This is the call the fault-injection hook can make fail (ENOMEM). */
 int neap__os_commit(void *addr, size_t size);
+/* The same without the hook, for reserved metadata (the page map): the
+ * hook tests the heap's growth, as the metadata mappings of
+ * neap__os_map are not hooked either. */
+int neap__os_commit_meta(void *addr, size_t size);
 
 /* Hand the physical pages of a Ready range back to the kernel; the range
  * stays readable and writable. dontneed=true uses MADV_DONTNEED (RSS drops

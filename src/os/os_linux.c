@@ -78,6 +78,10 @@ int neap__os_commit(void *addr, size_t size) {
       break;
     }
   }
+  return neap__os_commit_meta(addr, size);
+}
+
+int neap__os_commit_meta(void *addr, size_t size) {
   int saved = errno;
   /* mprotect rather than a fixed mmap: it keeps the reservation's VMA
    * flags, and neighbouring committed ranges merge into one VMA. */

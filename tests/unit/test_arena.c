@@ -5,11 +5,15 @@
  *   - a freed object maps to none;
  *   - spans emptied (by their own thread or by others) go back to the page
  *     heap, so their pages serve other size classes without growth;
- *   - a large object's pages go back when it is freed.
+ *   - a large object's pages go back when it is freed;
+ *   - the page map: the heap's first arena starts its run; an arena that
+ *     cannot extend the run (the address after it is taken) keeps a table
+ *     of its own, and its objects are found, freed and reported the same.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "heap.h"
 #include "neap.h"
@@ -215,6 +219,42 @@ static void test_sized_free_of_zero_size_blocks(void) {
   neap_free_sized(neap_malloc(0), 0);
 }
 
+static void test_arena_off_the_page_map(void) {
+  void *p = neap_malloc(100);
+  CHECK_PTR_EQ(neap__span_of_mapped((uintptr_t)p), neap__span_of((uintptr_t)p));
+  CHECK(neap__span_of((uintptr_t)p) != NULL);
+  /* Take the address space right after the run, so the next arena cannot
+   * extend it. */
+  uintptr_t end = NEAP_LOAD(&neap__pagemap.base) + NEAP_LOAD(&neap__pagemap.size);
+  size_t wall = (size_t)1 << 30;
+  void *w = mmap((void *)end, wall, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (w != (void *)end) {
+    fprintf(stderr, "could not take %#lx (got %p): skipped\n", (unsigned long)end, w);
+    if (w != MAP_FAILED) munmap(w, wall);
+    neap_free(p);
+    return;
+  }
+  size_t big = (size_t)600 << 20; /* more than the arenas so far have left */
+  unsigned char *q = neap_malloc(big);
+  CHECK(q != NULL);
+  if (q != NULL) {
+    uintptr_t a = (uintptr_t)q;
+    CHECK(a - NEAP_LOAD(&neap__pagemap.base) >= NEAP_LOAD(&neap__pagemap.size)); /* off the run */
+    CHECK_PTR_EQ(neap__span_of_mapped(a), NULL);
+    neap_span *s = neap__span_of(a + big - 1);
+    CHECK(s != NULL && s->base == a);
+    CHECK(neap_owns(q));
+    CHECK_PTR_EQ(neap__object_start(q + big / 2), q);
+    CHECK(neap_usable_size(q) >= big);
+    q[0] = 1;
+    q[big - 1] = 2;
+    neap_free(q); /* through the slow path's lookup */
+    CHECK_PTR_EQ(neap__span_of(a), NULL);
+  }
+  munmap(w, wall);
+  neap_free(p);
+}
+
 int main(void) {
   RUN(test_every_pointer_maps_to_its_object);
   RUN(test_foreign_pointers_map_to_none);
@@ -224,6 +264,7 @@ int main(void) {
   RUN(test_tail_pointer_aborts);
   RUN(test_allocations_after_thread_exit);
   RUN(test_sized_free_of_zero_size_blocks);
+  RUN(test_arena_off_the_page_map);
   CHECK_EQ(neap__heap_live_bytes(), 0);
   return TEST_DONE();
 }

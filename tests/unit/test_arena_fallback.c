@@ -3,7 +3,8 @@
  * Before neap's first allocation this test occupies all sixteen addresses
  * arena.c asks for (0x200000000000 + i TiB), so every arena must come from
  * the kernel's own placement: over-reserved, trimmed to 64 MiB alignment,
- * outside the flat window, found through the two-level index only. Then it
+ * outside the flat window, found through the two-level index and the page
+ * map (whose run starts at the first arena, wherever it is). Then it
  * runs objects of every kind through the heap, including a large object
  * that needs several arenas at once.
  */
