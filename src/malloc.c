@@ -290,17 +290,6 @@ static void free_large(neap_span *s, void *p) {
   neap__heap_free_span(s);
 }
 
-static NEAP_NOINLINE void free_slow(void *p) {
-  if (p == NULL) return;
-  neap_span *s = checked_span(p, "free of a pointer neap does not own");
-  if (s == NULL) return;
-  if (s->sizeclass == 0) {
-    free_large(s, p);
-    return;
-  }
-  neap__cache_free_remote(s, (uintptr_t)p);
-}
-
 #if NEAP_FREE_CHECKS
 /* Reached only when a check on the fast path failed: checked_span says
  * exactly what was wrong, and aborts. */
@@ -310,17 +299,10 @@ static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
 }
 #endif
 
-void neap_free(void *p) {
-  uintptr_t a = (uintptr_t)p;
-  neap_span *s = neap__span_of_mapped(a);
-  neap_cache *c = neap__tls_cache;
-  if (NEAP_UNLIKELY(s == NULL || NEAP_LOAD(&s->owner) != c)) { /* the empty cache owns nothing */
-    free_slow(p);
-    return;
-  }
-  /* This thread's cache owns the span: a small object, ours alone. */
+/* A free into a span this thread's cache owns: a small object, ours alone. */
+NEAP_INLINE void free_local(neap_cache *c, neap_span *s, void *p) {
   uint32_t divmul = s->divmul;
-  uint64_t prod = (a - s->base) * divmul;
+  uint64_t prod = ((uintptr_t)p - s->base) * divmul;
   unsigned idx = (unsigned)(prod >> 32);
   _Atomic uint64_t *word = neap__span_inuse(s, idx >> 6);
   uint64_t u = NEAP_LOAD(word);
@@ -334,6 +316,32 @@ void neap_free(void *p) {
 #endif
   NEAP_STORE(word, neap__bit_clear(u, idx));
   if (NEAP_UNLIKELY(--s->countdown == 0)) neap__cache_free_local_slow(c, s);
+}
+
+/* Everything the fast path does not take: NULL, large objects, frees by
+ * other threads, spans in arenas off the page map's run (owned or not),
+ * and every kind of misuse. */
+static NEAP_NOINLINE void free_slow(void *p) {
+  if (p == NULL) return;
+  neap_span *s = checked_span(p, "free of a pointer neap does not own");
+  if (s == NULL) return;
+  if (s->sizeclass == 0) {
+    free_large(s, p);
+    return;
+  }
+  neap_cache *c = neap__tls_cache;
+  if (NEAP_LOAD(&s->owner) == c) free_local(c, s, p);
+  else neap__cache_free_remote(s, (uintptr_t)p);
+}
+
+void neap_free(void *p) {
+  neap_span *s = neap__span_of_mapped((uintptr_t)p);
+  neap_cache *c = neap__tls_cache;
+  if (NEAP_UNLIKELY(s == NULL || NEAP_LOAD(&s->owner) != c)) { /* the empty cache owns nothing */
+    free_slow(p);
+    return;
+  }
+  free_local(c, s, p);
 }
 
 size_t neap_usable_size(const void *p) {
