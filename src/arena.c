@@ -107,8 +107,7 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
 
 /* --- the page map (span.h) */
 
-neap_pagemap neap__pagemap;
-static _Atomic(neap_span *) *map_base; /* the reservation (heap lock) */
+neap_pagemap neap__pagemap; /* written under the heap lock */
 static bool map_failed;
 
 /* The table for a's pages in the page map, committed, if a extends the
@@ -116,23 +115,24 @@ static bool map_failed;
  * map cannot be had, and a keeps a table of its own. */
 static _Atomic(neap_span *) *pagemap_extend(const neap_arena *a) {
   const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *);
-  if (map_base == NULL) {
+  _Atomic(neap_span *) *map = NEAP_LOAD(&neap__pagemap.map);
+  if (map == NULL) {
     void *p;
     if (map_failed || neap__os_reserve(NULL, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), &p) != 0) {
       map_failed = true;
       return NULL;
     }
     neap__os_name(p, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), "neap-meta");
-    map_base = p;
-    NEAP_STORE(&neap__pagemap.map, map_base);
+    map = p;
+    NEAP_STORE(&neap__pagemap.map, map);
   }
   uint64_t n = NEAP_LOAD(&neap__pagemap.size) >> NEAP_PAGE_SHIFT; /* pages in the run */
   if (n != 0 && (a->base != NEAP_LOAD(&neap__pagemap.base) + (n << NEAP_PAGE_SHIFT) || n >= NEAP_PAGEMAP_PAGES))
     return NULL;
-  if (neap__os_commit_meta(map_base + n, table) != 0) return NULL;
+  if (neap__os_commit_meta(map + n, table) != 0) return NULL;
   neap__meta_note_mapped(table, NEAP_META_ARENA);
   if (n == 0) NEAP_STORE(&neap__pagemap.base, a->base); /* no reader looks while size is 0 */
-  return map_base + n;
+  return map + n;
 }
 
 int neap__arena_register(neap_arena *a) {

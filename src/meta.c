@@ -31,6 +31,13 @@ static uintptr_t bump_next, bump_end;
 static size_t meta_mapped, meta_inuse;
 static size_t kind_sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];
 
+/* Counts size bytes of kind as mapped for good and in use now. */
+static void count_locked(size_t size, neap_meta_kind kind) {
+  meta_inuse += size;
+  kind_sys[kind] += size;
+  kind_inuse[kind] += size;
+}
+
 static void *bump_locked(size_t size, neap_meta_kind kind) {
   size = neap__align_up(size, NEAP_CACHE_LINE);
   if (bump_end - bump_next < size) {
@@ -40,9 +47,7 @@ static void *bump_locked(size_t size, neap_meta_kind kind) {
     neap__os_name(p, want, "neap-meta");
     __atomic_store_n(&meta_mapped, meta_mapped + want, __ATOMIC_RELAXED); /* read unlocked: neap__meta_mapped */
     if (size > META_BLOCK / 2) { /* a big one-off: keep the current block */
-      meta_inuse += want;
-      kind_sys[kind] += want;
-      kind_inuse[kind] += want;
+      count_locked(want, kind);
       return p;
     }
     bump_next = (uintptr_t)p;
@@ -50,9 +55,7 @@ static void *bump_locked(size_t size, neap_meta_kind kind) {
   }
   void *r = (void *)bump_next;
   bump_next += size;
-  meta_inuse += size;
-  kind_sys[kind] += size;
-  kind_inuse[kind] += size;
+  count_locked(size, kind);
   return r;
 }
 
@@ -92,9 +95,7 @@ void neap__pool_free(neap_pool *pool, void *x) {
 void neap__meta_note_mapped(size_t size, neap_meta_kind kind) {
   pthread_mutex_lock(&meta_lock);
   __atomic_store_n(&meta_mapped, meta_mapped + size, __ATOMIC_RELAXED);
-  meta_inuse += size;
-  kind_sys[kind] += size;
-  kind_inuse[kind] += size;
+  count_locked(size, kind);
   pthread_mutex_unlock(&meta_lock);
 }
 
