@@ -8,7 +8,8 @@
  *   - a large object's pages go back when it is freed;
  *   - the page map: the heap's first arena starts its run; an arena that
  *     cannot extend the run (the address after it is taken) keeps a table
- *     of its own, and its objects are found, freed and reported the same.
+ *     of its own, and its objects are found, freed and reported the same,
+ *     small objects freed by their owning thread as local frees.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -219,6 +220,65 @@ static void test_sized_free_of_zero_size_blocks(void) {
   neap_free_sized(neap_malloc(0), 0);
 }
 
+static bool off_the_run(const void *p) {
+  return (uintptr_t)p - NEAP_LOAD(&neap__pagemap.base) >= NEAP_LOAD(&neap__pagemap.size);
+}
+
+/* x, a 1000-byte object off the run in this thread's current span: its
+ * free is a local one (the in-use bit clears at once; nothing goes through
+ * the remote bitmap), and the object comes back before the span's end.
+ * What it allocates goes to out[*n]. */
+static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
+  neap_span *s = neap__span_of((uintptr_t)x);
+  CHECK(s != NULL);
+  if (s == NULL) return;
+  CHECK(s->elemsize >= 1000 && neap__span_of_mapped((uintptr_t)x) == NULL);
+  CHECK(NEAP_LOAD(&s->owner) == neap__tls_cache);
+  unsigned idx = (unsigned)(((uintptr_t)x - s->base) / s->elemsize);
+  CHECK(neap__span_held(s, idx));
+  memset(x, 0x5a, 1000);
+  neap_free(x);
+  CHECK(!neap__span_held(s, idx));
+  CHECK((NEAP_LOAD(neap__span_remote(s, idx >> 6)) >> (idx & 63) & 1) == 0);
+  CHECK_EQ(atomic_load(&s->rword) & NEAP_RW_COUNT_MASK, 0);
+  bool reused = false;
+  for (unsigned i = 0; i <= s->nelems && !reused; i++) {
+    void *y = neap_malloc(1000);
+    CHECK(y != NULL);
+    if (y == NULL) break;
+    reused = y == x;
+    out[(*n)++] = y;
+  }
+  CHECK(reused);
+}
+
+/* With the run full, small spans come from arenas off it, and their
+ * owner's frees must stay local (2fb71b7 sent them down the remote path).
+ * The run is filled with 1 MiB blocks, then its last free pages with
+ * 1000-byte objects, until both land off the run. */
+static void small_objects_off_the_run(void) {
+  enum { MAX_BLOCKS = 4096, MAX_SMALL = 1 << 16 };
+  static void *blocks[MAX_BLOCKS], *small[MAX_SMALL];
+  size_t nb = 0, ns = 0;
+  while (nb < MAX_BLOCKS && (nb == 0 || !off_the_run(blocks[nb - 1]))) {
+    blocks[nb] = neap_malloc((size_t)1 << 20);
+    CHECK(blocks[nb] != NULL);
+    if (blocks[nb++] == NULL) break;
+  }
+  while (ns + 64 < MAX_SMALL && (ns == 0 || !off_the_run(small[ns - 1]))) {
+    small[ns] = neap_malloc(1000);
+    CHECK(small[ns] != NULL);
+    if (small[ns++] == NULL) break;
+  }
+  CHECK(ns > 0 && off_the_run(small[ns - 1]));
+  if (ns > 0 && off_the_run(small[ns - 1])) {
+    ns--;
+    check_local_free_off_the_run(small[ns], small, &ns);
+  }
+  for (size_t i = 0; i < ns; i++) neap_free(small[i]);
+  for (size_t i = 0; i < nb; i++) neap_free(blocks[i]);
+}
+
 static void test_arena_off_the_page_map(void) {
   void *p = neap_malloc(100);
   CHECK_PTR_EQ(neap__span_of_mapped((uintptr_t)p), neap__span_of((uintptr_t)p));
@@ -248,6 +308,7 @@ static void test_arena_off_the_page_map(void) {
     CHECK(neap_usable_size(q) >= big);
     q[0] = 1;
     q[big - 1] = 2;
+    small_objects_off_the_run();
     neap_free(q); /* through the slow path's lookup */
     CHECK_PTR_EQ(neap__span_of(a), NULL);
   }
