@@ -352,9 +352,15 @@ NEAP_INLINE void *take(neap_slot *slot) { return neap__slot_take(slot, NEAP_LOAD
 
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot);
 
-/* The window is empty. Mostly the next word of the same span has room:
- * that case stays small enough to need no saved registers; the rest
- * (end of span, another span) is a tail call. */
+/* Load word w of the slot's current span as its window and take from it. */
+static NEAP_NOINLINE void *reload(neap_slot *slot, neap_span *s, unsigned w) {
+  load_window(slot, s, w);
+  return take(slot);
+}
+
+/* The window is empty. Mostly the next word of the same span has room,
+ * or none is left and the span must change: both are tail calls, so that
+ * this part saves no registers (half its calls go on to refill_slow). */
 void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   neap_span *s = slot->span;
   if (NEAP_LIKELY(s != NULL)) {
@@ -364,10 +370,7 @@ void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
     unsigned w = s->next_word;
     if (neap__span_free_bits(s, w) != 0) s->needzero = 1; /* they have been used */
     else w = neap__span_next_free_word(s, w + 1u);
-    if (w < s->nwords) {
-      load_window(slot, s, w);
-      return take(slot);
-    }
+    if (w < s->nwords) return reload(slot, s, w);
   }
   return refill_slow(c, slot);
 }

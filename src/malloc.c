@@ -309,8 +309,9 @@ NEAP_INLINE void free_local(neap_cache *c, neap_span *s, void *p) {
 #if NEAP_FREE_CHECKS
   /* The start of an object (the low half of the product is below divmul
    * exactly at object starts: test_sizeclass checks every offset),
-   * allocated (the tail after the last object never is: span.c), and not
-   * already freed by another thread (its word follows the in-use word). */
+   * allocated, and not already freed by another thread (its word follows
+   * the in-use word; the tail after the last object has both bits set:
+   * span.c). */
   if (NEAP_UNLIKELY((uint32_t)prod >= divmul || !neap__bit(u, idx) || neap__bit(NEAP_LOAD(&word[1]), idx)))
     free_invalid(p);
 #endif

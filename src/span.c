@@ -18,12 +18,16 @@
  * aborts. The two bitmaps interleave word by word (span.h), so the free
  * fast path finds both of an object's bits on one line.
  *
- * Bits past the last object are clear in both bitmaps, and scans for free
- * objects mask them off (neap__span_word_objects). The bitmaps always
- * reach the index of the tail (the bytes after the last object, if any):
- * a pointer to the tail passes the free path's start-of-object test (its
- * offset is a multiple of the object size), and then finds its in-use bit
- * clear and aborts, which spares the fast path a bounds check.
+ * Bits past the last object (padding) are set in both bitmaps for the
+ * span's whole life: in use, so that the scans for free objects (a window
+ * load, the search for the next word with room) need no mask, which cost
+ * a dozen instructions and an unpredictable branch per word looked at;
+ * and remote, so that none of them is ever live. The bitmaps always reach
+ * the index of the tail (the bytes after the last object, if any): a
+ * pointer to the tail passes the free path's start-of-object test (its
+ * offset is a multiple of the object size), then finds its remote bit set
+ * and aborts, which spares the fast path a bounds check. Counting live
+ * objects subtracts the padding, and a merge of remote bits leaves it.
  *
  * Objects are never linked through their own memory: freed memory is not
  * written by the allocator at all, which keeps free cheap (one bit) and
@@ -75,15 +79,23 @@ void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t 
   s->list = 0;
   NEAP_STORE(&s->owner, NULL);
   atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
-  for (unsigned w = 0; w < 2u * s->nwords; w++) NEAP_STORE(&s->bits[w], 0);
+  for (unsigned w = 0; w < s->nwords; w++) {
+    uint64_t pad = ~neap__span_word_objects(s, w);
+    NEAP_STORE(neap__span_inuse(s, w), pad);
+    NEAP_STORE(neap__span_remote(s, w), pad);
+  }
 }
+
+/* Bits of the bitmaps' words that stand for no object. */
+static unsigned padding_bits(const neap_span *s) { return s->nwords * 64u - s->nelems; }
 
 unsigned neap__span_merge_remote_scan(neap_span *s) {
   unsigned merged = 0;
   for (unsigned w = 0; w < s->nwords; w++) {
     _Atomic uint64_t *inuse = neap__span_inuse(s, w), *remote = neap__span_remote(s, w);
-    if (NEAP_LOAD(remote) == 0) continue;
-    uint64_t x = atomic_exchange(remote, 0);
+    uint64_t pad = ~neap__span_word_objects(s, w);
+    if (NEAP_LOAD(remote) == pad) continue;
+    uint64_t x = atomic_exchange(remote, pad) & ~pad;
     uint64_t u = NEAP_LOAD(inuse);
     if (NEAP_UNLIKELY((u & x) != x)) {
       /* Freed remotely while already free: two frees raced. */
@@ -101,5 +113,5 @@ unsigned neap__span_live(const neap_span *s) {
   neap_span *m = (neap_span *)s; /* atomics need a non-const object */
   unsigned n = 0;
   for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(neap__span_inuse(m, w)));
-  return n;
+  return n - padding_bits(s);
 }

@@ -102,9 +102,9 @@ typedef struct neap_span {
    *            under the lock)
    * and bits[2w+1] word w of
    *   remote   freed by another thread, not yet merged.
-   * Bits of indexes past the last object are clear in both; the bitmaps
-   * reach index nelems, the tail's, so that a free of the tail finds a
-   * clear in-use bit (see span.c). */
+   * Bits of indexes past the last object are set in both, for good; the
+   * bitmaps reach index nelems, the tail's, so that a free of the tail
+   * finds its remote bit set (see span.c). */
   _Atomic uint64_t bits[];
 } neap_span;
 _Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");
@@ -133,7 +133,9 @@ NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s, unsigned w) { retur
 NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s, unsigned w) { return &s->bits[2 * w + 1]; }
 NEAP_INLINE size_t neap__span_bytes(const neap_span *s) { return (size_t)s->npages << NEAP_PAGE_SHIFT; }
 
-/* The bits of word w that stand for objects: all 64 but in the last words. */
+/* The bits of word w that stand for objects: all 64 but in the last words
+ * (slow paths only: the bits past the last object are set in both bitmaps,
+ * so the scans for free objects need no mask; see span.c). */
 NEAP_INLINE uint64_t neap__span_word_objects(const neap_span *s, unsigned w) {
   unsigned first = w * 64u;
   if (s->nelems >= first + 64u) return ~0ull;
@@ -141,10 +143,9 @@ NEAP_INLINE uint64_t neap__span_word_objects(const neap_span *s, unsigned w) {
   return ~0ull >> (64u - (s->nelems - first));
 }
 
-/* The free objects of word w (caller owns the span). */
-NEAP_INLINE uint64_t neap__span_free_bits(neap_span *s, unsigned w) {
-  return ~NEAP_LOAD(neap__span_inuse(s, w)) & neap__span_word_objects(s, w);
-}
+/* The free objects of word w (caller owns the span): the bits past the
+ * last object are always set, so nothing needs masking off. */
+NEAP_INLINE uint64_t neap__span_free_bits(neap_span *s, unsigned w) { return ~NEAP_LOAD(neap__span_inuse(s, w)); }
 
 /* Is object idx (< nelems) held by the program: in use, and not freed by
  * another thread? Exact for the owner; for any other thread a racy read,
