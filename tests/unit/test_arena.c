@@ -6,6 +6,8 @@
  *   - spans emptied (by their own thread or by others) go back to the page
  *     heap, so their pages serve other size classes without growth;
  *   - a large object's pages go back when it is freed;
+ *   - the bitmaps' padding (bits past the last object) stays set in both
+ *     bitmaps through allocation, remote frees and merges;
  *   - the page map: the heap's first arena starts its run; an arena that
  *     cannot extend the run (the address after it is taken) keeps a table
  *     of its own, and its objects are found, freed and reported the same,
@@ -158,6 +160,59 @@ static void test_tail_pointer_aborts(void) {
   CHECK_PTR_EQ(neap__object_start((void *)(s->base + (uintptr_t)s->nelems * s->elemsize)), NULL);
   CHECK_ABORTS(free_tail_pointer, NULL, "neap: free of an interior pointer");
   neap_free(p);
+}
+
+/* The bits past a span's last object are set in both bitmaps for the
+ * span's whole life (span.c): no scan may take them for free objects, no
+ * count for live ones, and a merge of other threads' frees must leave
+ * them. Class 48: 170 objects and a tail, in 3 bitmap words. */
+static void *free_on_other_thread(void *p) {
+  neap_free(p);
+  return NULL;
+}
+
+static void check_padding(neap_span *s) {
+  for (unsigned i = s->nelems; i < s->nwords * 64u; i++) {
+    CHECK(NEAP_LOAD(neap__span_inuse(s, i >> 6)) >> (i & 63) & 1);
+    CHECK(NEAP_LOAD(neap__span_remote(s, i >> 6)) >> (i & 63) & 1);
+    CHECK(!neap__span_held(s, i));
+  }
+}
+
+static void test_bitmap_padding(void) {
+  void *first = neap_malloc(48);
+  neap_span *s = neap__span_of((uintptr_t)first);
+  CHECK(s != NULL);
+  if (s == NULL) return;
+  CHECK(s->nelems == 170 && s->nwords == 3);
+  check_padding(s);
+  /* Fill the span: every object but ours was free, so live counts only
+   * what we hold, and the next word with room is none. */
+  void *objs[170];
+  unsigned n = 0;
+  objs[n++] = first;
+  while (n < 170) {
+    void *p = neap_malloc(48);
+    if (neap__span_of((uintptr_t)p) != s) {
+      neap_free(p);
+      break;
+    }
+    objs[n++] = p;
+  }
+  unsigned held = 0;
+  for (unsigned i = 0; i < s->nelems; i++) held += neap__span_held(s, i);
+  CHECK_EQ(neap__span_live(s), held);
+  CHECK(held >= n);
+  /* A free by another thread sets a remote bit; the owner's merge takes
+   * exactly that one and keeps the padding. */
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, free_on_other_thread, objs[n - 1]), 0);
+  pthread_join(t, NULL);
+  CHECK_EQ(atomic_load(&s->rword) & NEAP_RW_COUNT_MASK, 1);
+  CHECK_EQ(neap__span_merge_remote(s), 1);
+  check_padding(s);
+  CHECK_EQ(neap__span_live(s), held - 1);
+  for (unsigned i = 0; i + 1 < n; i++) neap_free(objs[i]);
 }
 
 /* A thread's last pthread key destructors may allocate after neap's own
@@ -323,6 +378,7 @@ int main(void) {
   RUN(test_empty_spans_serve_other_classes);
   RUN(test_large_free_returns_pages_at_once);
   RUN(test_tail_pointer_aborts);
+  RUN(test_bitmap_padding);
   RUN(test_allocations_after_thread_exit);
   RUN(test_sized_free_of_zero_size_blocks);
   RUN(test_arena_off_the_page_map);
