@@ -763,8 +763,9 @@ static void test_misuse_aborts(void) {
   expect_abort("free after realloc(p, 0)", do_realloc0_then_free, &m);
 
   /* The tail: the bytes after a span's last object start at a multiple
-   * of the object size, so only the bitmap (its clear bit past the last
-   * object) tells them from an object. One-page spans start on a page. */
+   * of the object size, so only the bitmap (the padding past the last
+   * object, set in both bitmaps) tells them from an object. One-page spans
+   * start on a page. */
   unsigned tails = 0;
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && tails < 3; cls++) {
     size_t size = neap__class_size[cls], n = neap__class_objects[cls];
