@@ -16,11 +16,17 @@
  *     alignment (tested up to 64 MiB); neap_posix_memalign returns EINVAL
  *     for an alignment that is not a power-of-two multiple of sizeof(void *).
  *
- * Misuse never corrupts the heap silently. neap_free(NULL) does nothing.
- * neap_free of a pointer inside neap's heap that is not the start of a
- * live object (a double free, an interior pointer) prints one line
- * "neap: <what> <pointer>" to stderr and aborts. These checks are on in
- * every build.
+ * Misuse does not corrupt the heap silently. neap_free(NULL) does
+ * nothing. neap_free of a pointer inside neap's heap that is not the
+ * start of a live object (a double free, an interior pointer, an object
+ * never handed out) prints one line "neap: <what> <pointer>" to stderr
+ * and aborts; so does a write into the first 8 bytes of a small object
+ * after its free, found when the object is next reused or given back to
+ * its span. These checks are on in every build. Two rarer cases escape
+ * them: a double free of a small object, by two threads, whose first 8
+ * bytes the program wrote between the two frees, when the first free
+ * reaches the span before the second is reused; and two threads freeing
+ * the same object at the same moment.
  *
  * Memory outside neap's heap (the stack, static data, another allocator's
  * blocks, the dynamic loader's early allocations, which a preloaded neap

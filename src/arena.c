@@ -17,7 +17,9 @@
  *
  * The page map. The free path does not go through the arena at all: the
  * span tables of a run of adjacent arenas are one flat array (span.h,
- * neap_pagemap), so a pointer's span is one range check and one load.
+ * neap_pagemap), so a pointer's span is one range check and one load;
+ * beside it, the run's page info (2 bytes a page: span.h) gives the free
+ * fast path a small object's slot and offset with one load.
  * The run starts at the first arena registered and grows by each arena
  * reserved right after it, which is how the heap grows; it can cover 64
  * GiB, a 64 MiB reservation (no access, no memory) made with the first
@@ -110,35 +112,50 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
 neap_pagemap neap__pagemap; /* written under the heap lock */
 static bool map_failed;
 
-/* The table for a's pages in the page map, committed, if a extends the
- * run (the run's first arena starts it); NULL if it does not, or if the
- * map cannot be had, and a keeps a table of its own. */
-static _Atomic(neap_span *) *pagemap_extend(const neap_arena *a) {
-  const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *);
+/* Reserves n bytes for one of the page map's tables (named, no access). */
+static void *reserve_table(size_t n) {
+  void *p;
+  if (neap__os_reserve(NULL, n, &p) != 0) return NULL;
+  neap__os_name(p, n, "neap-meta");
+  return p;
+}
+
+/* The tables for a's pages in the page map, committed, if a extends the
+ * run (the run's first arena starts it): spans in a->spans, page info in
+ * a->info. false if it does not, or if the map cannot be had, and a keeps
+ * a span table of its own. */
+static bool pagemap_extend(neap_arena *a) {
+  const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *), itable = NEAP_ARENA_PAGES * sizeof(uint16_t);
   _Atomic(neap_span *) *map = NEAP_LOAD(&neap__pagemap.map);
+  _Atomic uint16_t *info = NEAP_LOAD(&neap__pagemap.info);
+  a->info = NULL;
   if (map == NULL) {
-    void *p;
-    if (map_failed || neap__os_reserve(NULL, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), &p) != 0) {
+    if (map_failed || (map = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(neap_span *))) == NULL ||
+        (info = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(uint16_t))) == NULL) {
+      if (map != NULL) neap__os_unmap(map, NEAP_PAGEMAP_PAGES * sizeof(neap_span *));
       map_failed = true;
-      return NULL;
+      return false;
     }
-    neap__os_name(p, NEAP_PAGEMAP_PAGES * sizeof(neap_span *), "neap-meta");
-    map = p;
     NEAP_STORE(&neap__pagemap.map, map);
+    NEAP_STORE(&neap__pagemap.info, info);
   }
   uint64_t n = NEAP_LOAD(&neap__pagemap.size) >> NEAP_PAGE_SHIFT; /* pages in the run */
   if (n != 0 && (a->base != NEAP_LOAD(&neap__pagemap.base) + (n << NEAP_PAGE_SHIFT) || n >= NEAP_PAGEMAP_PAGES))
-    return NULL;
-  if (neap__os_commit_meta(map + n, table) != 0) return NULL;
+    return false;
+  if (neap__os_commit_meta(map + n, table) != 0) return false;
   neap__meta_note_mapped(table, NEAP_META_ARENA);
+  if (neap__os_commit_meta(info + n, itable) != 0) return false; /* the span table stays committed, unused */
+  neap__meta_note_mapped(itable, NEAP_META_ARENA);
   if (n == 0) NEAP_STORE(&neap__pagemap.base, a->base); /* no reader looks while size is 0 */
-  return map + n;
+  a->spans = map + n;
+  a->info = info + n;
+  return true;
 }
 
 int neap__arena_register(neap_arena *a) {
   uintptr_t ai = a->base >> NEAP_ARENA_SHIFT;
   if (ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS)) return ENOMEM; /* beyond 48 bits */
-  bool mapped = (a->spans = pagemap_extend(a)) != NULL;
+  bool mapped = pagemap_extend(a);
   if (!mapped && (a->spans = neap__meta_alloc(NEAP_ARENA_PAGES * sizeof(neap_span *), NEAP_META_ARENA)) == NULL)
     return ENOMEM;
   _Atomic(neap_arena **) *slot = &neap__arena_l1[ai >> NEAP_ARENA_L2_BITS];

@@ -23,7 +23,7 @@
  *     as it can and brings as many objects as it can when its turn comes
  *     (a switch of span costs a few hundred instructions);
  *   - own_full: owned spans parked full. A local free that leaves a
- *     quarter of one free moves it to own_partial (the free fast path
+ *     quarter of one free moves it to own_partial (a free into a span
  *     tests one decrement: a span keeps live - relist_at, `countdown`);
  *     taking a span back for one or two objects would cost more than they
  *     are worth. The current span is parked too when it is used up with
@@ -32,6 +32,42 @@
  *     to 128 KiB per class and 2 MiB in all (see keep_empty).
  * Any other owned span that empties goes back to its central at once, and
  * from there to the page heap.
+ *
+ * The free stack. A free takes no span's lock, and nearly always touches
+ * no span at all: it pushes the object on its class's stack in the
+ * freeing thread's cache (up to NEAP_STACK_MAX objects or
+ * NEAP_STACK_BYTES), and malloc pops the newest first, as tcmalloc's
+ * thread caches do. The object comes back while the CPU's cache still
+ * holds it, and its span's line, which a program freeing at random misses
+ * in the L1 cache on most frees, is read only when the stack spills: the
+ * mixed microbenchmark ran 10% faster with the stack, and as fast as
+ * tcmalloc once the free path read its class from the page map entry
+ * (span.h) instead of the span. To its span, an object on a stack is still
+ * in use; a full stack gives its older half back to their spans (local
+ * frees into spans this cache owns, remote frees into the others), as
+ * does a thread that exits or flushes. The objects may be any thread's:
+ * a free by a thread that does not own the span stacks the object there
+ * all the same, and that thread's next malloc of the class reuses it.
+ *
+ * Checking frees without the span. Every free object holds its free mark
+ * (span.h: neap__free_mark, its address scrambled) in its first word:
+ * written when it is freed, and for objects never handed out when their
+ * span is made (heap.c); cleared when it is handed out. A free that finds
+ * the mark is a double free, unless the program stored that very value
+ * there: the slow path asks the span and the stacks (neap__cache_stacked)
+ * before it aborts. Interior pointers fail the size class's division, as
+ * before. An object leaving a stack, popped or spilled, must still hold
+ * its mark, or the program wrote it after freeing it: that aborts too
+ * ("double free or write after free"), and catches a double free whose
+ * first free's mark the program overwrote, when either copy leaves the
+ * stack after the other was handed out, or when the older spills while
+ * the newer waits (stack_spill compares them). The bitmaps are checked
+ * again when spilled objects go back to their spans. What escapes: such a
+ * double free by two threads, the two copies on two stacks, when one
+ * spills before the other is reused; and two threads freeing the same
+ * object at the same moment. The bitmaps alone caught those (as they still
+ * catch a double free of an object that spilled, and every double free
+ * of a large object).
  *
  * Frees by other threads (central.c has the protocol) set bits in the
  * span's remote bitmap. The current span merges them when it runs dry;
@@ -94,6 +130,9 @@ static neap_cache *cache_new(void) {
   c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
   for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
     c->slot[cls].size = neap__class_size[cls];
+    uint32_t cap = cls ? NEAP_STACK_BYTES / neap__class_size[cls] : 0; /* class 0: large objects */
+    c->slot[cls].cap = cls == 0 ? 0 : cap == 0 ? 1 : cap > NEAP_STACK_MAX ? NEAP_STACK_MAX : cap;
+    c->slot[cls].divmul = neap__class_divmul[cls];
     neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
     for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
   }
@@ -267,9 +306,82 @@ static void refile(neap_cache *c, neap_span *s) {
   }
 }
 
-void neap__cache_free_local_slow(neap_cache *c, neap_span *s) {
-  if (s->list == NEAP_LIST_CURRENT) return; /* stays, even empty: it is about to be reused */
-  refile(c, s);
+/* --- frees: the free stack, and giving objects back to their spans */
+
+/* Object p of span s, owned by c, goes back to s: its in-use bit is
+ * cleared (no lock, no atomic read-modify-write: only this thread writes
+ * it). It must be in use and not freed by another thread as well. */
+static void span_free_local(neap_cache *c, neap_span *s, void *p) {
+  uint64_t prod = ((uintptr_t)p - s->base) * s->divmul;
+  unsigned idx = (unsigned)(prod >> 32);
+  _Atomic uint64_t *word = neap__span_inuse(s, idx >> 6);
+  uint64_t u = NEAP_LOAD(word);
+  if (NEAP_UNLIKELY(!neap__bit(u, idx) || neap__bit(NEAP_LOAD(&word[1]), idx))) neap__fatal("double free", p);
+  NEAP_STORE(word, neap__bit_clear(u, idx));
+  /* A live count down to relist_at: a full span got room, or one
+   * emptied. The current span stays, even empty: it is about to be reused. */
+  if (NEAP_UNLIKELY(--s->countdown == 0) && s->list != NEAP_LIST_CURRENT) refile(c, s);
+}
+
+void neap__stack_mark_lost(void *p) { neap__fatal("double free or write after free", p); }
+
+/* Gives freed object p (holding its free mark) back to its span. */
+static void give_back(neap_cache *c, void *p) {
+  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
+  neap_span *s = neap__span_of((uintptr_t)p);
+  neap_assert(s != NULL && s->sizeclass != 0);
+  if (NEAP_LOAD(&s->owner) == c) span_free_local(c, s, p);
+  else neap__cache_free_remote(s, (uintptr_t)p);
+}
+
+/* Gives the k oldest objects of a slot's stack back to their spans. An
+ * object freed twice with its mark overwritten in between is on the stack
+ * twice; if only the older copy goes back, the younger is compared here
+ * (a copy that went back or was popped fails its span's bitmap or its
+ * mark). Spills are rare: in the mixed microbenchmark, 16 compares for
+ * each of 6% of the frees. */
+static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t k) {
+  uint64_t w = NEAP_LOAD(&slot->stack);
+  uint32_t n = neap__stack_n(w);
+  neap_assert(k <= n);
+  for (uint32_t i = 0; i < k; i++) {
+    void *p = NEAP_LOAD(&slot->stk[i]);
+    for (uint32_t j = k; j < n; j++)
+      if (NEAP_UNLIKELY(NEAP_LOAD(&slot->stk[j]) == p)) neap__stack_mark_lost(p);
+    give_back(c, p);
+  }
+  for (uint32_t i = k; i < n; i++) NEAP_STORE(&slot->stk[i - k], NEAP_LOAD(&slot->stk[i]));
+  NEAP_STORE(&slot->stack, w - k);
+}
+
+void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
+  neap_slot *slot = &c->slot[s->sizeclass];
+  neap__mark_free(p);
+  if (slot->cap == 0) { /* the empty cache: no stack, and no span of its own */
+    give_back(c, p);
+    return;
+  }
+  uint32_t n = neap__stack_n(NEAP_LOAD(&slot->stack));
+  if (n == slot->cap) {
+    /* Full: the older half goes back; the newer, likelier in the CPU's
+     * cache, stays for the next mallocs. */
+    stack_spill(c, slot, n - n / 2);
+    n = neap__stack_n(NEAP_LOAD(&slot->stack));
+  }
+  NEAP_STORE(&slot->stk[n], p);
+  NEAP_STORE(&slot->stack, NEAP_LOAD(&slot->stack) + 1);
+}
+
+bool neap__cache_stacked(const void *p, unsigned cls) {
+  bool found = false;
+  pthread_mutex_lock(&reg_lock);
+  for (neap_cache *c = registry; c != NULL && !found; c = c->reg_next) {
+    neap_slot *slot = &c->slot[cls];
+    uint32_t n = neap__stack_n(NEAP_LOAD(&slot->stack));
+    for (uint32_t i = 0; i < n && i < NEAP_STACK_MAX && !found; i++) found = NEAP_LOAD(&slot->stk[i]) == p;
+  }
+  pthread_mutex_unlock(&reg_lock);
+  return found;
 }
 
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s) {
@@ -495,6 +607,7 @@ bool neap__cache_trim_pending(void) {
 }
 
 void neap__cache_flush(neap_cache *c) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) stack_spill(c, &c->slot[cls], neap__stack_n(NEAP_LOAD(&c->slot[cls].stack)));
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
     neap_span *s = slot->span;
@@ -531,7 +644,8 @@ static void cache_destroy(void *arg) {
  * registry. Caller holds reg_lock. */
 static void unregister_locked(neap_cache *c) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
-    retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits));
+    retired_nmalloc[cls] += NEAP_LOAD(&c->slot[cls].nmalloc) - neap__popcount(NEAP_LOAD(&c->slot[cls].bits)) +
+                            neap__stack_pops(NEAP_LOAD(&c->slot[cls].stack));
   retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
   retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
   if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
@@ -589,7 +703,12 @@ void neap__cache_counts(neap_cache_counts *out) {
   out->nmalloc[0] = retired_large_nmalloc;
   out->large_bytes = retired_large_bytes_alloc;
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
-    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->nmalloc[cls] += slot_handed_out(&c->slot[cls]);
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+      neap_slot *slot = &c->slot[cls];
+      uint64_t w = NEAP_LOAD(&slot->stack);
+      out->nmalloc[cls] += slot_handed_out(slot) + neap__stack_pops(w);
+      out->stacked[cls] += neap__stack_n(w);
+    }
     out->nmalloc[0] += NEAP_LOAD(&c->large_nmalloc);
     out->large_bytes += NEAP_LOAD(&c->large_bytes_alloc);
     out->threads++;

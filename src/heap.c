@@ -262,8 +262,11 @@ static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav, uint64_t *n
 }
 
 static void set_spans_locked(uint64_t first, uint64_t n, neap_span *s) {
-  for (uint64_t pg = first; pg < first + n; pg++)
-    NEAP_STORE(&heap.arenas[pg / NEAP_ARENA_PAGES]->spans[pg % NEAP_ARENA_PAGES], s);
+  for (uint64_t pg = first; pg < first + n; pg++) {
+    neap_arena *a = heap.arenas[pg / NEAP_ARENA_PAGES];
+    NEAP_STORE(&a->spans[pg % NEAP_ARENA_PAGES], s);
+    if (a->info != NULL) NEAP_STORE(&a->info[pg % NEAP_ARENA_PAGES], neap__pinfo_make(s, s ? pg - s->first_page : 0));
+  }
 }
 
 neap_span *neap__heap_alloc_small_span(unsigned cls) {
@@ -283,6 +286,14 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
   heap.pages_inuse += npages;
   if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
   pthread_mutex_unlock(&heap.lock);
+  /* Every free object holds its free mark (cache.c), those never handed
+   * out too, and so does the tail after the last object (at least 16 bytes
+   * when there is one: sizes and spans are multiples of 16), which is
+   * never handed out: a free of either fails the free fast path's check.
+   * The stores touch the first OS page of each object a little before its
+   * first use: most of a small span's pages are about to be used anyway. */
+  for (uintptr_t p = s->base, end = s->base + neap__span_bytes(s); p < end; p += s->elemsize)
+    neap__mark_free((void *)p);
   neap__scav_start_if_needed();
   return s;
 }

@@ -207,15 +207,22 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p);
 size_t neap__cache_trim(bool all);
 bool neap__cache_trim_pending(void); /* does any cache keep empty spans? */
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
-/* A local free made s empty, or freed into a full span: re-file it. */
-void neap__cache_free_local_slow(neap_cache *c, neap_span *s);
-/* Objects handed out so far, summed over every cache (live and retired):
- * nmalloc[0] counts large objects, large_bytes their bytes (whole
+/* The free of small object p of span s, checked (malloc.c: checked_span),
+ * that the fast path did not take: onto c's free stack, or straight back
+ * to its span when the thread has no cache. */
+void neap__cache_free_small(neap_cache *c, neap_span *s, void *p);
+/* Whether p, a small object of class cls that holds its free mark, is in
+ * some thread's free stack (a double free if so). Takes the registry lock;
+ * exact when no other thread is freeing p or handing it out meanwhile. */
+bool neap__cache_stacked(const void *p, unsigned cls);
+/* Objects handed out so far, summed over every cache (live and retired),
+ * from windows and free stacks alike: nmalloc[0] counts large objects, large_bytes their bytes (whole
  * pages). Read without stopping the owners: a count may run ahead of the
  * truth by a window being loaded or dropped as it is read, never behind
  * (stats.c relies on that). */
 typedef struct neap_cache_counts {
   uint64_t nmalloc[NEAP_NUM_CLASSES];
+  uint64_t stacked[NEAP_NUM_CLASSES]; /* objects in free stacks: in use by the spans, free to the program */
   uint64_t large_bytes;
   uint64_t threads; /* caches registered now */
 } neap_cache_counts;

@@ -40,10 +40,10 @@
 #define NEAP_CACHE_LINE 64
 
 /* The checks on free (is this the start of a live object?) are on in
- * every build. NEAP_FREE_CHECKS=0 removes them from the local-free fast
- * path only, to measure what they cost; never ship it: there, a free of
- * anything but a live object (a double free, the tail after a span's
- * last object) corrupts the heap. */
+ * every build. NEAP_FREE_CHECKS=0 removes them from the free fast path
+ * only, to measure what they cost; never ship it: there, a free of
+ * anything but a live object (a double free, an interior pointer, the
+ * tail after a span's last object) corrupts the heap. */
 #ifndef NEAP_FREE_CHECKS
 #define NEAP_FREE_CHECKS 1
 #endif

@@ -5,10 +5,11 @@
  *
  * Allocation, from the top of the cache hierarchy down:
  *   1. Sizes up to 32 KiB round up to one of 68 size classes
- *      (sizeclass.h). The thread's cache (cache.c) has a current span per
- *      class and a 64-object window of it: take the lowest free bit, mark
- *      the object in use, return base + i*size. No lock, no atomic
- *      read-modify-write, no counter. This is all most calls do.
+ *      (sizeclass.h). The thread's cache (cache.c) has per class a stack
+ *      of objects it freed: pop the newest. Else it has a current span and
+ *      a 64-object window of it: take the lowest free bit, mark the object
+ *      in use, return base + i*size. No lock, no atomic read-modify-write.
+ *      This is all most calls do.
  *   2. Window empty: reload it from the same bitmap word if objects were
  *      freed there since, else move to the next word with a free object;
  *      at the span's end merge other threads' frees and wrap if a quarter
@@ -26,18 +27,25 @@
  *   Larger objects skip 1-3: each gets a span of its own from step 4.
  *
  * Free, back up:
- *   1. The arena index maps the pointer to its span in O(1), or to "not
- *      ours". The pointer must be the start of a live object of a live
- *      span, or neap prints one line and aborts (checked in every build).
- *   2. If this thread's cache owns the span (a thread owns every span it
- *      allocated from until the span empties or the thread exits), clear
- *      the object's in-use bit: no lock, no atomic read-modify-write. A
- *      full span that gets room goes on the cache's own partial list; an
- *      owned span that empties goes back at once.
- *   3. Otherwise set its bit in the span's remote bitmap (two atomic
- *      operations, no lock); the span's owner merges it later, and a span
- *      that sits in a central list is queued for its central to look at.
- *   4. A span found empty by its central goes back to the page heap at
+ *   1. The page info of the pointer's page (one load of 2 bytes: span.h)
+ *      gives its class's slot and its offset in its span; the page map
+ *      (or the arena index off the page map's run) its span, or "not
+ *      ours". The pointer must be the start
+ *      of a live object of a live span, or neap prints one line and aborts
+ *      (checked in every build; cache.c: the free mark).
+ *   2. A small object goes on the freeing thread's free stack for its
+ *      class, whichever thread's span it is in; the next malloc of the
+ *      class pops it. No lock, no atomic, no span touched. Allocation
+ *      step 1 tries the stack before the window.
+ *   3. A full stack spills its older half back to their spans: into a span
+ *      this thread's cache owns (a thread owns every span it allocated
+ *      from until the span empties or the thread exits), clear the
+ *      object's in-use bit; a full span that gets room goes on the cache's
+ *      own partial list; an owned span that empties goes back at once.
+ *   4. Into any other span, set its bit in the span's remote bitmap (two
+ *      atomic operations, no lock); the span's owner merges it later, and
+ *      a span that sits in a central list is queued for its central.
+ *   5. A span found empty by its central goes back to the page heap at
  *      once, so its pages can serve any size class; a large object's
  *      pages go back on free.
  *
@@ -125,6 +133,13 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   }
   neap_slot *slot = &c->slot[cls];
   void *p;
+  uint64_t w = NEAP_LOAD(&slot->stack);
+  uint32_t n = neap__stack_n(w);
+  if (n != 0) {
+    p = neap__slot_pop(slot, w, n);
+    if (zero) memset(p, 0, neap__class_size[cls]);
+    return p;
+  }
   uint64_t b = NEAP_LOAD(&slot->bits);
   if (b != 0) {
     p = neap__slot_take(slot, b);
@@ -182,10 +197,13 @@ static const uint16_t size_to_slot16[NEAP_SIZE_TO_CLASS16_LEN] = NEAP_SIZE_TO_CL
 _Static_assert(offsetof(neap_cache, slot) + NEAP_NUM_CLASSES * sizeof(neap_slot) <= UINT16_MAX,
                "slot offsets fit size_to_slot16");
 
-/* The allocation path once the slot is known: take from its window, or
- * refill it (a tail call; the empty cache's windows are always empty, so
+/* The allocation path once the slot is known: pop the newest object of
+ * its free stack, else take from its window, or refill it (a tail call; the empty cache's windows are always empty, so
  * a thread without a cache lands in alloc_small_slow). */
 NEAP_INLINE void *slot_alloc(neap_cache *c, neap_slot *slot) {
+  uint64_t w = NEAP_LOAD(&slot->stack);
+  uint32_t n = neap__stack_n(w);
+  if (NEAP_LIKELY(n != 0)) return neap__slot_pop(slot, w, n);
   uint64_t b = NEAP_LOAD(&slot->bits);
   if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
   if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, slot);
@@ -281,6 +299,10 @@ static neap_span *checked_span(const void *ptr, const char *what) {
   if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
     neap__fatal("free of an interior pointer", ptr);
   if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__fatal("double free", ptr);
+  /* In use to its span; freed all the same if it waits on a free stack
+   * (its mark alone could be the program's data). */
+  if (NEAP_UNLIKELY(neap__marked_free(ptr)) && neap__cache_stacked(ptr, s->sizeclass))
+    neap__fatal("double free", ptr);
   return s;
 }
 
@@ -290,59 +312,48 @@ static void free_large(neap_span *s, void *p) {
   neap__heap_free_span(s);
 }
 
-#if NEAP_FREE_CHECKS
-/* Reached only when a check on the fast path failed: checked_span says
- * exactly what was wrong, and aborts. */
-static NEAP_COLD __attribute__((noreturn)) void free_invalid(void *p) {
-  checked_span(p, "free of a pointer neap does not own");
-  neap__fatal("double free", p); /* merged remotely meanwhile */
-}
-#endif
-
-/* A free into a span this thread's cache owns: a small object, ours alone. */
-NEAP_INLINE void free_local(neap_cache *c, neap_span *s, void *p) {
-  uint32_t divmul = s->divmul;
-  uint64_t prod = ((uintptr_t)p - s->base) * divmul;
-  unsigned idx = (unsigned)(prod >> 32);
-  _Atomic uint64_t *word = neap__span_inuse(s, idx >> 6);
-  uint64_t u = NEAP_LOAD(word);
-#if NEAP_FREE_CHECKS
-  /* The start of an object (the low half of the product is below divmul
-   * exactly at object starts: test_sizeclass checks every offset),
-   * allocated, and not already freed by another thread (its word follows
-   * the in-use word; the tail after the last object has both bits set:
-   * span.c). */
-  if (NEAP_UNLIKELY((uint32_t)prod >= divmul || !neap__bit(u, idx) || neap__bit(NEAP_LOAD(&word[1]), idx)))
-    free_invalid(p);
-#endif
-  NEAP_STORE(word, neap__bit_clear(u, idx));
-  if (NEAP_UNLIKELY(--s->countdown == 0)) neap__cache_free_local_slow(c, s);
-}
-
-/* Everything the fast path does not take: NULL, large objects, frees by
- * other threads, spans in arenas off the page map's run (owned or not),
+/* Everything the fast path does not take: NULL, large objects, a full
+ * free stack, a thread without a cache, arenas off the page map's run,
  * and every kind of misuse. */
 static NEAP_NOINLINE void free_slow(void *p) {
   if (p == NULL) return;
   neap_span *s = checked_span(p, "free of a pointer neap does not own");
   if (s == NULL) return;
-  if (s->sizeclass == 0) {
-    free_large(s, p);
-    return;
-  }
-  neap_cache *c = neap__tls_cache;
-  if (NEAP_LOAD(&s->owner) == c) free_local(c, s, p);
-  else neap__cache_free_remote(s, (uintptr_t)p);
+  if (s->sizeclass == 0) free_large(s, p);
+  else neap__cache_free_small(neap__tls_cache, s, p);
 }
 
+/* The free fast path reads the page's info (span.h), which gives the
+ * class's slot and the offset in the span, and the object's first word; it
+ * pushes the object on the thread's free stack for its class, and never
+ * touches the span. Checked in every build (NEAP_FREE_CHECKS): the
+ * pointer is an object's start (the low half of the product is below
+ * divmul exactly at object starts: test_sizeclass checks every offset),
+ * and not marked free (cache.c; the span's tail always is: heap.c). Anything else, and
+ * a full stack, goes to free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
-  neap_span *s = neap__span_of_mapped((uintptr_t)p);
-  neap_cache *c = neap__tls_cache;
-  if (NEAP_UNLIKELY(s == NULL || NEAP_LOAD(&s->owner) != c)) { /* the empty cache owns nothing */
-    free_slow(p);
-    return;
+  uintptr_t off;
+  if (NEAP_LIKELY(neap__pagemap_covers((uintptr_t)p, &off))) {
+    uint32_t info = neap__pagemap_info(off);
+    neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info); /* large, or no span: class 0's */
+    uint64_t w = NEAP_LOAD(&slot->stack);
+    uint32_t n = neap__stack_n(w);
+    if (NEAP_LIKELY(n < slot->cap)) { /* the empty cache's caps are 0 */
+#if NEAP_FREE_CHECKS
+      uint32_t divmul = slot->divmul;
+      uint64_t prod = (uint64_t)neap__pinfo_offset(info, off & (NEAP_PAGE_SIZE - 1)) * divmul;
+      if (NEAP_UNLIKELY((uint32_t)prod >= divmul || neap__marked_free(p))) {
+        free_slow(p);
+        return;
+      }
+#endif
+      NEAP_STORE(&slot->stk[n], p);
+      NEAP_STORE(&slot->stack, w + 1);
+      neap__mark_free(p);
+      return;
+    }
   }
-  free_local(c, s, p);
+  free_slow(p);
 }
 
 size_t neap_usable_size(const void *p) {
@@ -436,7 +447,9 @@ void *neap__object_start(const void *ptr) {
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   if (idx >= s->nelems) return NULL;
   if (!neap__span_held(s, idx)) return NULL;
-  return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+  void *start = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+  if (neap__marked_free(start) && neap__cache_stacked(start, s->sizeclass)) return NULL;
+  return start;
 }
 
 size_t neap__heap_live_bytes(void) {

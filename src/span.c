@@ -25,13 +25,15 @@
  * and remote, so that none of them is ever live. The bitmaps always reach
  * the index of the tail (the bytes after the last object, if any): a
  * pointer to the tail passes the free path's start-of-object test (its
- * offset is a multiple of the object size), then finds its remote bit set
- * and aborts, which spares the fast path a bounds check. Counting live
- * objects subtracts the padding, and a merge of remote bits leaves it.
+ * offset is a multiple of the object size), then fails on its free mark
+ * (heap.c writes it there) or, in a slow path, on its remote bit, which
+ * spares the fast path a bounds check. Counting live objects subtracts the
+ * padding, and a merge of remote bits leaves it.
  *
- * Objects are never linked through their own memory: freed memory is not
- * written by the allocator at all, which keeps free cheap (one bit) and
- * means a use-after-free in the program cannot corrupt neap's state.
+ * Objects are never linked through their own memory. The one word neap
+ * writes in a free object is its first, the free mark (cache.c), which a
+ * use-after-free in the program can erase, costing the detection of a
+ * later double free of that object, but cannot turn into a corrupt list.
  */
 #include "heap.h"
 

@@ -116,6 +116,8 @@ void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
   /* Objects, by class, settled; then the sums. */
   s->nclasses = NEAP_NUM_CLASSES;
   for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
+    /* Objects on free stacks are in use to their spans, free to the program. */
+    hs.live[cls] -= cc.stacked[cls] < hs.live[cls] ? cc.stacked[cls] : hs.live[cls];
     settle(cc.nmalloc[cls], hs.live[cls], &pub_mallocs[cls], &pub_frees[cls]);
     uint64_t size = cls == 0 ? 0 : neap__class_size[cls];
     /* Large objects last, as the header says; small ones in size order. */

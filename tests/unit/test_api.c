@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "internal.h"
 #include "neap.h"
 #include "sizeclass.h"
@@ -737,6 +738,76 @@ static void expect_abort(const char *what, void (*fn)(void *), struct misuse *m)
   }
 }
 
+/* A double free once the first free has left the free stack: enough
+ * other objects of the class are freed after it to spill it back to its
+ * span (they are allocated first, so that no malloc pops it). */
+static void do_double_free_spilled(void *arg) {
+  struct misuse *m = arg;
+  enum { N = 2 * NEAP_STACK_MAX };
+  void *other[N];
+  for (int i = 0; i < N; i++) other[i] = neap_malloc(64);
+  neap_free(m->p);
+  for (int i = 0; i < N; i++) neap_free(other[i]);
+  neap_free(m->p);
+}
+
+/* A write after free: the program stores into an object it freed, which
+ * waits on the free stack; the next malloc of its class pops it. */
+static void do_write_after_free(void *arg) {
+  struct misuse *m = arg;
+  neap_free(m->p);
+  memset(m->p, 0x5a, 8);
+  if (neap_malloc(64) != NULL) _exit(3); /* aborts first */
+}
+
+/* A double free with a write in between: the first free's mark is
+ * overwritten, so the second free is taken; the object is then on the
+ * stack twice, and the second pop finds the first's data. */
+static void do_double_free_written(void *arg) {
+  struct misuse *m = arg;
+  neap_free(m->p);
+  memset(m->p, 0x5a, 8);
+  neap_free(m->p);
+  void *a = neap_malloc(64);
+  memset(a, 0x33, 64);
+  if (neap_malloc(64) != NULL) _exit(3); /* aborts first */
+}
+
+/* The same, but the older copy spills while the younger waits on the
+ * stack (64-byte objects: a stack of NEAP_STACK_MAX). Allocating first
+ * empties the class's stack, so the first free is its oldest entry; the
+ * second lands in the half that stays; the frees stop at the first spill,
+ * so nothing but the spill's comparison can notice. */
+static void do_double_free_written_spilled(void *arg) {
+  struct misuse *m = arg;
+  enum { CAP = NEAP_STACK_MAX, HALF = NEAP_STACK_MAX / 2 };
+  void *other[2 * CAP];
+  for (int i = 0; i < 2 * CAP; i++) other[i] = neap_malloc(64);
+  neap_free(m->p);
+  memset(m->p, 0x5a, 8);
+  for (int i = 0; i < HALF; i++) neap_free(other[i]);
+  neap_free(m->p);
+  /* HALF + 2 on the stack: fill it, and one more spills the older half. */
+  for (int i = HALF; i < CAP - 1; i++) neap_free(other[i]);
+}
+
+/* An object of a fresh span never handed out: the first object a fresh
+ * span hands out is its first, so its second (in the same span) has never
+ * been allocated. Found among the classes this process has not used. */
+static unsigned char *never_handed_out(unsigned char **first) {
+  for (unsigned cls = NEAP_NUM_CLASSES - 1; cls > 0; cls--) {
+    if (neap__class_objects[cls] < 2) continue;
+    unsigned char *p = neap_malloc(neap__class_size[cls]);
+    neap_span *s = neap__span_of((uintptr_t)p);
+    if (s != NULL && s->base == (uintptr_t)p && !neap__span_held(s, 1)) {
+      *first = p;
+      return p + neap__class_size[cls];
+    }
+    neap_free(p);
+  }
+  return NULL;
+}
+
 static void test_misuse_aborts(void) {
   unsigned char *small = neap_malloc(64), *large = neap_malloc(MiB);
   void *foreign = FOREIGN_MALLOC(64);
@@ -761,11 +832,26 @@ static void test_misuse_aborts(void) {
   expect_abort("usable_size of an interior pointer", do_usable_size, &m);
   m = (struct misuse){small, 0, small};
   expect_abort("free after realloc(p, 0)", do_realloc0_then_free, &m);
+  m = (struct misuse){small, 0, small};
+  expect_abort("double free after the free stack spilled it", do_double_free_spilled, &m);
+  m = (struct misuse){small, 0, small};
+  expect_abort("write after free", do_write_after_free, &m);
+  m = (struct misuse){small, 0, small};
+  expect_abort("double free with a write after the first", do_double_free_written, &m);
+  m = (struct misuse){small, 0, small};
+  expect_abort("double free with a write after the first, spilled", do_double_free_written_spilled, &m);
+  unsigned char *first = NULL, *never = never_handed_out(&first);
+  CHECK(never != NULL);
+  if (never != NULL) {
+    m = (struct misuse){never, 0, never};
+    expect_abort("free of an object never handed out", do_free, &m);
+    neap_free(first);
+  }
 
   /* The tail: the bytes after a span's last object start at a multiple
-   * of the object size, so only the bitmap (the padding past the last
-   * object, set in both bitmaps) tells them from an object. One-page spans
-   * start on a page. */
+   * of the object size, so only its free mark (on the fast path) and the
+   * bitmap (the padding past the last object, set in both bitmaps) tell
+   * them from an object. One-page spans start on a page. */
   unsigned tails = 0;
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && tails < 3; cls++) {
     size_t size = neap__class_size[cls], n = neap__class_objects[cls];
@@ -786,6 +872,25 @@ static void test_misuse_aborts(void) {
   neap_free(small);
   neap_free(large);
   FOREIGN_FREE(foreign);
+}
+
+/* A program may store in an object the very value of its free mark: the
+ * free fast path then sends it to the slow path, which finds it on no
+ * free stack and frees it like any other; freeing it again aborts. */
+static void test_free_mark_as_data(void) {
+  uint64_t *p = neap_malloc(64);
+  CHECK(p != NULL);
+  *p = neap__free_mark(p);
+  CHECK(neap__marked_free(p));
+  neap_free(p);
+  CHECK(neap__object_start(p) == NULL);
+  uint64_t *q = neap_malloc(64);
+  CHECK_PTR_EQ(q, p); /* the newest object of the class's free stack */
+  CHECK(!neap__marked_free(q));
+  *q = neap__free_mark(q);
+  struct misuse m = {q, 0, q};
+  expect_abort("double free of an object holding its free mark", do_double_free, &m);
+  neap_free(q);
 }
 
 /* ---- memory neap does not own: the NEAPDEBUG=warnforeign policy */
@@ -873,6 +978,7 @@ int main(void) {
   RUN_CLEAN(test_free_null_and_sized);
   RUN_CLEAN(test_owns);
   RUN_CLEAN(test_misuse_aborts);
+  RUN_CLEAN(test_free_mark_as_data);
   RUN_CLEAN(test_foreign_pointers);
   return TEST_DONE();
 }

@@ -11,7 +11,8 @@
  *   - the page map: the heap's first arena starts its run; an arena that
  *     cannot extend the run (the address after it is taken) keeps a table
  *     of its own, and its objects are found, freed and reported the same,
- *     small objects freed by their owning thread as local frees.
+ *     small objects freed by their owning thread go back to their spans
+ *     as local frees.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -283,9 +284,11 @@ static bool off_the_run(const void *p) {
 }
 
 /* x, a 1000-byte object off the run in this thread's current span: its
- * free is a local one (the in-use bit clears at once; nothing goes through
- * the remote bitmap), and the object comes back before the span's end.
- * What it allocates goes to out[*n]. */
+ * free goes on the thread's free stack (x is free to the program at once,
+ * still in use to its span); once the stack spills it, it goes back as a
+ * local free (the in-use bit clears; nothing goes through the remote
+ * bitmap), and the object comes back before the span's end. What it
+ * allocates goes to out[*n]. */
 static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
   neap_span *s = neap__span_of((uintptr_t)x);
   CHECK(s != NULL);
@@ -294,13 +297,23 @@ static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
   CHECK(NEAP_LOAD(&s->owner) == neap__tls_cache);
   unsigned idx = (unsigned)(((uintptr_t)x - s->base) / s->elemsize);
   CHECK(neap__span_held(s, idx));
+  /* Objects to free after x, enough to push it off the stack. */
+  unsigned cap = neap__tls_cache->slot[s->sizeclass].cap;
+  void *later[NEAP_STACK_MAX];
+  for (unsigned i = 0; i < cap; i++) {
+    later[i] = neap_malloc(1000);
+    CHECK(later[i] != NULL && later[i] != x);
+  }
   memset(x, 0x5a, 1000);
   neap_free(x);
-  CHECK(!neap__span_held(s, idx));
+  CHECK(neap__object_start(x) == NULL); /* freed: on the stack */
+  CHECK(neap__span_held(s, idx));
+  for (unsigned i = 0; i < cap; i++) neap_free(later[i]);
+  CHECK(!neap__span_held(s, idx)); /* spilled, as a local free */
   CHECK((NEAP_LOAD(neap__span_remote(s, idx >> 6)) >> (idx & 63) & 1) == 0);
   CHECK_EQ(atomic_load(&s->rword) & NEAP_RW_COUNT_MASK, 0);
   bool reused = false;
-  for (unsigned i = 0; i <= s->nelems && !reused; i++) {
+  for (unsigned i = 0; i <= s->nelems + cap && !reused; i++) {
     void *y = neap_malloc(1000);
     CHECK(y != NULL);
     if (y == NULL) break;
