@@ -39,13 +39,17 @@
  * NEAP_STACK_BYTES), and malloc pops the newest first, as tcmalloc's
  * thread caches do. The object comes back while the CPU's cache still
  * holds it, and its span's line, which a program freeing at random misses
- * in the L1 cache on most frees, is read only when the stack spills: the
- * mixed microbenchmark ran 10% faster with the stack, and as fast as
- * tcmalloc once the free path read its class from the page map entry
- * (span.h) instead of the span. To its span, an object on a stack is still
- * in use; a full stack gives its older half back to their spans (local
+ * in the L1 cache on most frees, is read only when the stack spills (the
+ * free path finds the class in the page info: span.h). The mixed
+ * microbenchmark ran 10% faster with the stack alone, and with the span
+ * out of the free path too, within a few percent of tcmalloc
+ * (bench/results/2026-11-23-micro.md). To its span, an object on a stack is still
+ * in use; a full stack gives all its objects back to their spans (local
  * frees into spans this cache owns, remote frees into the others), as
- * does a thread that exits or flushes. The objects may be any thread's:
+ * does a thread that exits or flushes. Spilling all, not the older half,
+ * keeps a spill as cheap per object as a free straight into the span (no
+ * copying, no comparing): a program that frees in bulk spills nearly
+ * every free (bignum, xmalloc: twice as slow with half spills). The objects may be any thread's:
  * a free by a thread that does not own the span stacks the object there
  * all the same, and that thread's next malloc of the class reuses it.
  *
@@ -60,9 +64,10 @@
  * its mark, or the program wrote it after freeing it: that aborts too
  * ("double free or write after free"), and catches a double free whose
  * first free's mark the program overwrote, when either copy leaves the
- * stack after the other was handed out, or when the older spills while
- * the newer waits (stack_spill compares them). The bitmaps are checked
- * again when spilled objects go back to their spans. What escapes: such a
+ * stack after the other was handed out; copies that spill together fail
+ * the bitmap, which is checked when spilled objects go back to their
+ * spans, and the free that finds the stack full checks its own object
+ * again after the spill. What escapes: such a
  * double free by two threads, the two copies on two stacks, when one
  * spills before the other is reused; and two threads freeing the same
  * object at the same moment. The bitmaps alone caught those (as they still
@@ -124,14 +129,21 @@ static void ensure_key(void) {
   pthread_mutex_unlock(&reg_lock);
 }
 
+/* A class's free stack capacity: NEAP_STACK_MAX objects, NEAP_STACK_BYTES,
+ * at least one; none for class 0 (large objects). */
+static uint32_t stack_cap(unsigned cls) {
+  if (cls == 0) return 0;
+  uint32_t cap = NEAP_STACK_BYTES / neap__class_size[cls];
+  return cap == 0 ? 1 : cap > NEAP_STACK_MAX ? NEAP_STACK_MAX : cap;
+}
+
 static neap_cache *cache_new(void) {
   neap_cache *c = neap__pool_alloc(&cache_pool);
   if (c == NULL) return NULL;
   c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
   for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
     c->slot[cls].size = neap__class_size[cls];
-    uint32_t cap = cls ? NEAP_STACK_BYTES / neap__class_size[cls] : 0; /* class 0: large objects */
-    c->slot[cls].cap = cls == 0 ? 0 : cap == 0 ? 1 : cap > NEAP_STACK_MAX ? NEAP_STACK_MAX : cap;
+    c->slot[cls].cap = stack_cap(cls);
     c->slot[cls].divmul = neap__class_divmul[cls];
     neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
     for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
@@ -325,59 +337,48 @@ static void span_free_local(neap_cache *c, neap_span *s, void *p) {
 
 void neap__stack_mark_lost(void *p) { neap__fatal("double free or write after free", p); }
 
-/* Gives freed object p (holding its free mark) back to its span. */
-static void give_back(neap_cache *c, void *p) {
-  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
-  neap_span *s = neap__span_of((uintptr_t)p);
-  neap_assert(s != NULL && s->sizeclass != 0);
+/* Gives freed object p of span s back to it. */
+static void give_back_to(neap_cache *c, neap_span *s, void *p) {
   if (NEAP_LOAD(&s->owner) == c) span_free_local(c, s, p);
   else neap__cache_free_remote(s, (uintptr_t)p);
 }
 
-/* 8 bits of a pointer, for stack_spill's filter. */
-static unsigned ptr_hash8(const void *p) { return (unsigned)(((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 56); }
+/* Gives freed object p, leaving a free stack, back to its span: it must
+ * still hold its free mark. */
+static void give_back(neap_cache *c, void *p) {
+  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
+  neap_span *s = neap__span_of((uintptr_t)p);
+  neap_assert(s != NULL && s->sizeclass != 0);
+  give_back_to(c, s, p);
+}
 
-/* Gives the k oldest objects of a slot's stack back to their spans. An
- * object freed twice with its mark overwritten in between is on the stack
- * twice; if only the older copy goes back, it is found among the objects
- * that stay (a copy that went back or was popped fails its span's bitmap
- * or its mark). A 256-bit filter of those spares most of the comparisons:
- * a tenth of the frees of the mixed microbenchmark spill, and comparing
- * each with the 16 that stay cost 6 instructions per free. */
-static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t k) {
+/* Gives every object on a slot's stack back to its span. All of them, so
+ * that an object freed twice with its mark overwritten in between (on the
+ * stack twice) goes back twice and fails its span's bitmap, and so that a
+ * spill costs no more per object than a free straight into the span: a
+ * program freeing in bulk (a list, a batch) spills most of its frees. */
+static void stack_spill(neap_cache *c, neap_slot *slot) {
   uint64_t w = NEAP_LOAD(&slot->stack);
   uint32_t n = neap__stack_n(w);
-  neap_assert(k <= n);
-  uint64_t filter[4] = {0, 0, 0, 0};
-  for (uint32_t j = k; j < n; j++) {
-    unsigned h = ptr_hash8(NEAP_LOAD(&slot->stk[j]));
-    filter[h >> 6] |= 1ull << (h & 63);
-  }
-  for (uint32_t i = 0; i < k; i++) {
-    void *p = NEAP_LOAD(&slot->stk[i]);
-    unsigned h = ptr_hash8(p);
-    if (NEAP_UNLIKELY(filter[h >> 6] >> (h & 63) & 1))
-      for (uint32_t j = k; j < n; j++)
-        if (NEAP_LOAD(&slot->stk[j]) == p) neap__stack_mark_lost(p);
-    give_back(c, p);
-  }
-  for (uint32_t i = k; i < n; i++) NEAP_STORE(&slot->stk[i - k], NEAP_LOAD(&slot->stk[i]));
-  NEAP_STORE(&slot->stack, w - k);
+  for (uint32_t i = 0; i < n; i++) give_back(c, NEAP_LOAD(&slot->stk[i]));
+  NEAP_STORE(&slot->stack, w - n);
 }
 
 void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
   neap_slot *slot = &c->slot[s->sizeclass];
   neap__mark_free(p);
   if (slot->cap == 0) { /* the empty cache: no stack, and no span of its own */
-    give_back(c, p);
+    give_back_to(c, s, p);
     return;
   }
   uint32_t n = neap__stack_n(NEAP_LOAD(&slot->stack));
   if (n == slot->cap) {
-    /* Full: the older half goes back; the newer, likelier in the CPU's
-     * cache, stays for the next mallocs. */
-    stack_spill(c, slot, n - n / 2);
-    n = neap__stack_n(NEAP_LOAD(&slot->stack));
+    stack_spill(c, slot);
+    /* p was checked live before the spill: if it is not now, a copy of it
+     * was on the stack (a double free whose first mark was overwritten). */
+    unsigned idx = (unsigned)((((uintptr_t)p - s->base) * s->divmul) >> 32);
+    if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__stack_mark_lost(p);
+    n = 0;
   }
   NEAP_STORE(&slot->stk[n], p);
   NEAP_STORE(&slot->stack, NEAP_LOAD(&slot->stack) + 1);
@@ -618,7 +619,7 @@ bool neap__cache_trim_pending(void) {
 }
 
 void neap__cache_flush(neap_cache *c) {
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) stack_spill(c, &c->slot[cls], neap__stack_n(NEAP_LOAD(&c->slot[cls].stack)));
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) stack_spill(c, &c->slot[cls]);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
     neap_span *s = slot->span;

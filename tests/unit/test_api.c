@@ -773,22 +773,19 @@ static void do_double_free_written(void *arg) {
   if (neap_malloc(64) != NULL) _exit(3); /* aborts first */
 }
 
-/* The same, but the older copy spills while the younger waits on the
- * stack (64-byte objects: a stack of NEAP_STACK_MAX). Allocating first
- * empties the class's stack, so the first free is its oldest entry; the
- * second lands in the half that stays; the frees stop at the first spill,
- * so nothing but the spill's comparison can notice. */
+/* The same, but the second free finds the stack full (64-byte objects: a
+ * stack of NEAP_STACK_MAX) and spills it, the first copy with it, before
+ * pushing the object: only the check after the spill can notice.
+ * Allocating first empties the class's stack. */
 static void do_double_free_written_spilled(void *arg) {
   struct misuse *m = arg;
-  enum { CAP = NEAP_STACK_MAX, HALF = NEAP_STACK_MAX / 2 };
+  enum { CAP = NEAP_STACK_MAX };
   void *other[2 * CAP];
   for (int i = 0; i < 2 * CAP; i++) other[i] = neap_malloc(64);
   neap_free(m->p);
   memset(m->p, 0x5a, 8);
-  for (int i = 0; i < HALF; i++) neap_free(other[i]);
+  for (int i = 0; i < CAP - 1; i++) neap_free(other[i]);
   neap_free(m->p);
-  /* HALF + 2 on the stack: fill it, and one more spills the older half. */
-  for (int i = HALF; i < CAP - 1; i++) neap_free(other[i]);
 }
 
 /* An object of a fresh span never handed out: the first object a fresh
