@@ -42,7 +42,7 @@
  * in the L1 cache on most frees, is read only when the stack spills (the
  * free path finds the class in the page info: span.h). The mixed
  * microbenchmark ran 10% faster with the stack alone, and with the span
- * out of the free path too, within a few percent of tcmalloc
+ * out of the free path too, about 10% behind tcmalloc instead of 23%
  * (bench/results/2026-11-23-micro.md). To its span, an object on a stack is still
  * in use; a full stack gives all its objects back to their spans (local
  * frees into spans this cache owns, remote frees into the others), as
