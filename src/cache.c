@@ -47,11 +47,13 @@
  * in use; a full stack gives all its objects back to their spans (local
  * frees into spans this cache owns, remote frees into the others), as
  * does a thread that exits or flushes. Spilling all, not the older half,
- * keeps a spill as cheap per object as a free straight into the span (no
- * copying, no comparing): a program that frees in bulk spills nearly
- * every free (bignum, xmalloc: twice as slow with half spills). The objects may be any thread's:
- * a free by a thread that does not own the span stacks the object there
- * all the same, and that thread's next malloc of the class reuses it.
+ * keeps a spill about as cheap per object as a free straight into the
+ * span (no copying, no comparing: bignum ran a third more instructions
+ * with half spills). A program that frees in bulk still pays a push and
+ * a spill for nearly every free (xmalloc with one thread, bignum: the
+ * bench notes). The objects may be any thread's: a free by a thread that
+ * does not own the span stacks the object there all the same, and that
+ * thread's next malloc of the class reuses it.
  *
  * Checking frees without the span. Every free object holds its free mark
  * (span.h: neap__free_mark, its address scrambled) in its first word:
