@@ -43,8 +43,8 @@
  * free path finds the class in the page info: span.h). The mixed
  * microbenchmark ran 10% faster with the stack alone, and with the span
  * out of the free path too, about 10% behind tcmalloc instead of 23%
- * (bench/results/2026-11-23-micro.md). To its span, an object on a stack is still
- * in use; a full stack gives all its objects back to their spans (local
+ * (bench/results/2026-11-23-micro.md). To its span, an object on a stack
+ * is still in use; a full stack gives all its objects back to their spans (local
  * frees into spans this cache owns, remote frees into the others), as
  * does a thread that exits or flushes. Spilling all, not the older half,
  * keeps a spill about as cheap per object as a free straight into the
@@ -69,8 +69,8 @@
  * stack after the other was handed out; copies that spill together fail
  * the bitmap, which is checked when spilled objects go back to their
  * spans, and the free that finds the stack full checks its own object
- * again after the spill. What escapes: such a
- * double free by two threads, the two copies on two stacks, when one
+ * again after the spill. What escapes: such a double free by two
+ * threads, the two copies on two stacks, when one
  * spills before the other is reused; and two threads freeing the same
  * object at the same moment. The bitmaps alone caught those (as they still
  * catch a double free of an object that spilled, and every double free

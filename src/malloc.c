@@ -37,7 +37,7 @@
  *      class, whichever thread's span it is in; the next malloc of the
  *      class pops it. No lock, no atomic, no span touched. Allocation
  *      step 1 tries the stack before the window.
- *   3. A full stack spills its older half back to their spans: into a span
+ *   3. A full stack spills all its objects back to their spans: into a span
  *      this thread's cache owns (a thread owns every span it allocated
  *      from until the span empties or the thread exits), clear the
  *      object's in-use bit; a full span that gets room goes on the cache's
@@ -198,8 +198,9 @@ _Static_assert(offsetof(neap_cache, slot) + NEAP_NUM_CLASSES * sizeof(neap_slot)
                "slot offsets fit size_to_slot16");
 
 /* The allocation path once the slot is known: pop the newest object of
- * its free stack, else take from its window, or refill it (a tail call; the empty cache's windows are always empty, so
- * a thread without a cache lands in alloc_small_slow). */
+ * its free stack, else take from its window, or refill it (a tail call;
+ * the empty cache's stacks and windows are always empty, so a thread
+ * without a cache lands in alloc_small_slow). */
 NEAP_INLINE void *slot_alloc(neap_cache *c, neap_slot *slot) {
   uint64_t w = NEAP_LOAD(&slot->stack);
   uint32_t n = neap__stack_n(w);
@@ -275,6 +276,12 @@ static void foreign(const char *what, const void *ptr) {
   }
 }
 
+/* Whether object p of class cls, in use to its span, waits on a free
+ * stack: freed all the same (its mark alone could be the program's data). */
+static bool stacked_free(const void *p, unsigned cls) {
+  return NEAP_UNLIKELY(neap__marked_free(p)) && neap__cache_stacked(p, cls);
+}
+
 /* The live span whose object starts at p; NULL (after the foreign-pointer
  * policy) for memory outside neap's heap; aborts with a one-line message
  * for anything else. `what` names the call for the foreign case. */
@@ -299,10 +306,7 @@ static neap_span *checked_span(const void *ptr, const char *what) {
   if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
     neap__fatal("free of an interior pointer", ptr);
   if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__fatal("double free", ptr);
-  /* In use to its span; freed all the same if it waits on a free stack
-   * (its mark alone could be the program's data). */
-  if (NEAP_UNLIKELY(neap__marked_free(ptr)) && neap__cache_stacked(ptr, s->sizeclass))
-    neap__fatal("double free", ptr);
+  if (stacked_free(ptr, s->sizeclass)) neap__fatal("double free", ptr);
   return s;
 }
 
@@ -448,7 +452,7 @@ void *neap__object_start(const void *ptr) {
   if (idx >= s->nelems) return NULL;
   if (!neap__span_held(s, idx)) return NULL;
   void *start = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-  if (neap__marked_free(start) && neap__cache_stacked(start, s->sizeclass)) return NULL;
+  if (stacked_free(start, s->sizeclass)) return NULL;
   return start;
 }
 

@@ -409,7 +409,7 @@ NEAP_COLD __attribute__((noreturn)) void neap__stack_mark_lost(void *p);
 NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w, uint32_t n) {
   uint64_t *p = NEAP_LOAD(&slot->stk[n - 1]);
   NEAP_STORE(&slot->stack, w + (1u << NEAP_STACK_N_BITS) - 1); /* n - 1, pops + 1 */
-  if (NEAP_UNLIKELY(*p != neap__free_mark(p))) neap__stack_mark_lost(p);
+  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
   *p = 0; /* its free mark */
   return p;
 }
