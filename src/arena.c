@@ -109,13 +109,17 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
 
 /* --- the page map (span.h) */
 
-neap_pagemap neap__pagemap; /* written under the heap lock */
+/* Written under the heap lock. The base is nowhere until the run starts,
+ * so that the free fast path's reach (span.h) takes no pointer in. */
+neap_pagemap neap__pagemap = {.base = NEAP_PAGEMAP_NOWHERE};
 static bool map_failed;
 
-/* Reserves n bytes for one of the page map's tables (named, no access). */
-static void *reserve_table(size_t n) {
+/* Reserves n bytes for one of the page map's tables (named): no access,
+ * or readable as zeros (the page info, which the free fast path reads
+ * anywhere in the run's reach). */
+static void *reserve_table(size_t n, bool readable) {
   void *p;
-  if (neap__os_reserve(NULL, n, &p) != 0) return NULL;
+  if ((readable ? neap__os_reserve_zero(n, &p) : neap__os_reserve(NULL, n, &p)) != 0) return NULL;
   neap__os_name(p, n, "neap-meta");
   return p;
 }
@@ -130,8 +134,8 @@ static bool pagemap_extend(neap_arena *a) {
   _Atomic uint16_t *info = NEAP_LOAD(&neap__pagemap.info);
   a->info = NULL;
   if (map == NULL) {
-    if (map_failed || (map = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(neap_span *))) == NULL ||
-        (info = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(uint16_t))) == NULL) {
+    if (map_failed || (map = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(neap_span *), false)) == NULL ||
+        (info = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(uint16_t), true)) == NULL) {
       if (map != NULL) neap__os_unmap(map, NEAP_PAGEMAP_PAGES * sizeof(neap_span *));
       map_failed = true;
       return false;
@@ -146,7 +150,9 @@ static bool pagemap_extend(neap_arena *a) {
   neap__meta_note_mapped(table, NEAP_META_ARENA);
   if (neap__os_commit_meta(info + n, itable) != 0) return false; /* the span table stays committed, unused */
   neap__meta_note_mapped(itable, NEAP_META_ARENA);
-  if (n == 0) NEAP_STORE(&neap__pagemap.base, a->base); /* no reader looks while size is 0 */
+  /* The base last (release): the fast path's reach reads the info once it
+   * sees the base, before the size says that any page is mapped. */
+  if (n == 0) atomic_store_explicit(&neap__pagemap.base, a->base, memory_order_release);
   a->spans = map + n;
   a->info = info + n;
   return true;

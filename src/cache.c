@@ -108,6 +108,8 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static neap_cache *registry;
 static neap_pool cache_pool = {.size = sizeof(neap_cache), .kind = NEAP_META_CACHE};
 static pthread_key_t cache_key;
+static _Atomic uint32_t live_caches; /* in the registry */
+static _Atomic uint32_t stack_epoch; /* see neap__cache_stack_trim */
 static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
 /* What caches that have gone allocated (their frees need no record: the
  * spans tell how much of it is still live). */
@@ -131,12 +133,12 @@ static void ensure_key(void) {
   pthread_mutex_unlock(&reg_lock);
 }
 
-/* A class's free stack capacity: NEAP_STACK_MAX objects, NEAP_STACK_BYTES,
- * at least one; none for class 0 (large objects). */
-static uint32_t stack_cap(unsigned cls) {
+/* A class's free stack capacity at `objects` objects or `bytes` bytes,
+ * whichever is fewer, but at least one; none for class 0 (large objects). */
+static uint32_t stack_cap(unsigned cls, uint32_t objects, uint32_t bytes) {
   if (cls == 0) return 0;
-  uint32_t cap = NEAP_STACK_BYTES / neap__class_size[cls];
-  return cap == 0 ? 1 : cap > NEAP_STACK_MAX ? NEAP_STACK_MAX : cap;
+  uint32_t cap = bytes / neap__class_size[cls];
+  return cap == 0 ? 1 : cap > objects ? objects : cap;
 }
 
 static neap_cache *cache_new(void) {
@@ -144,9 +146,14 @@ static neap_cache *cache_new(void) {
   if (c == NULL) return NULL;
   c->trim_seen = UINT64_MAX; /* a trim first notes the refill count, never takes at once */
   for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
-    c->slot[cls].size = neap__class_size[cls];
-    c->slot[cls].cap = stack_cap(cls);
-    c->slot[cls].divmul = neap__class_divmul[cls];
+    neap_slot *slot = &c->slot[cls];
+    slot->size = neap__class_size[cls];
+    slot->cap_start = stack_cap(cls, NEAP_STACK_START, NEAP_STACK_START_BYTES);
+    slot->cap_max = stack_cap(cls, NEAP_STACK_MAX, NEAP_STACK_MAX_BYTES);
+    if (slot->cap_max < slot->cap_start) slot->cap_max = slot->cap_start;
+    slot->cap = (uint16_t)slot->cap_start;
+    slot->marker = NEAP_MARK_KEY | (uintptr_t)slot;
+    slot->divmul = neap__class_divmul[cls];
     neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
     for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
   }
@@ -154,6 +161,8 @@ static neap_cache *cache_new(void) {
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
   registry = c;
+  atomic_fetch_add_explicit(&live_caches, 1, memory_order_relaxed);
+  c->stack_epoch = atomic_load_explicit(&stack_epoch, memory_order_relaxed);
   pthread_mutex_unlock(&reg_lock);
   return c;
 }
@@ -345,54 +354,188 @@ static void give_back_to(neap_cache *c, neap_span *s, void *p) {
   else neap__cache_free_remote(s, (uintptr_t)p);
 }
 
-/* Gives freed object p, leaving a free stack, back to its span: it must
- * still hold its free mark. */
-static void give_back(neap_cache *c, void *p) {
-  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
+/* Gives object p, leaving the slot's free stack, back to its span, and
+ * returns the next object on the stack. p must still hold the stack's
+ * mark, which checks the link before it is followed; it leaves with its
+ * span's mark. The link is read first: once p is back, its span's owner
+ * may hand it out. */
+static uint64_t *give_back(neap_cache *c, neap_slot *slot, uint64_t *p) {
+  uint64_t next = p[0];
+  if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
+  neap__mark_set(p, next, NEAP_MARK_KEY);
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
   give_back_to(c, s, p);
+  return (uint64_t *)next;
 }
 
-/* Gives every object on a slot's stack back to its span. All of them, so
- * that an object freed twice with its mark overwritten in between (on the
- * stack twice) goes back twice and fails its span's bitmap, and so that a
- * spill costs no more per object than a free straight into the span: a
- * program freeing in bulk (a list, a batch) spills most of its frees. */
-static void stack_spill(neap_cache *c, neap_slot *slot) {
+/* Gives all but the newest `keep` objects of a slot's stack back to their
+ * spans. The newest are the likeliest to be in the CPU's cache, and the
+ * walk down to the cut reads only them; the object at the cut is marked
+ * again for its new link. */
+static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
   uint64_t w = NEAP_LOAD(&slot->stack);
   uint32_t n = neap__stack_n(w);
-  for (uint32_t i = 0; i < n; i++) give_back(c, NEAP_LOAD(&slot->stk[i]));
-  NEAP_STORE(&slot->stack, w - n);
+  if (keep >= n) return;
+  uint64_t *p = NEAP_LOAD(&slot->top), *last = NULL;
+  for (uint32_t i = 0; i < keep; i++) {
+    if (NEAP_UNLIKELY((p[1] ^ p[0]) != slot->marker)) neap__stack_mark_lost(p);
+    last = p;
+    p = (uint64_t *)p[0];
+  }
+  if (last != NULL) neap__mark_set(last, 0, slot->marker);
+  else NEAP_STORE(&slot->top, NULL);
+  for (uint32_t i = keep; i < n; i++) p = give_back(c, slot, p);
+  NEAP_STORE(&slot->stack, w - (n - keep));
+}
+
+/* What a slot's stack capacity has grown by, in bytes. */
+static size_t stack_growth(const neap_slot *slot) { return (size_t)(slot->cap - slot->cap_start) * slot->size; }
+
+/* Sets a slot's stack capacity; the oldest objects beyond it go back. */
+static void stack_set_cap(neap_cache *c, neap_slot *slot, uint32_t cap) {
+  c->stack_grown -= stack_growth(slot);
+  slot->cap = (uint16_t)cap;
+  c->stack_grown += stack_growth(slot);
+  stack_spill(c, slot, cap);
+}
+
+/* How far this thread's stacks may grow (span.h): a share of the total. */
+static size_t stack_budget(void) {
+  uint32_t n = atomic_load_explicit(&live_caches, memory_order_relaxed);
+  size_t b = NEAP_STACK_TOTAL / (n ? n : 1u);
+  return b > NEAP_STACK_GROW_MAX ? NEAP_STACK_GROW_MAX : b < NEAP_STACK_GROW_MIN ? NEAP_STACK_GROW_MIN : b;
+}
+
+/* A rebalance waits for this many overflows since the last, so that a
+ * thread whose classes are all busy does not rebalance at every one. */
+#define REBALANCE_OVERFLOWS 32u
+
+/* The stacks have grown to the budget: each class whose stack has not
+ * overflowed since the last rebalance gives back half of what it grew
+ * (and the oldest objects beyond its new capacity), so that a thread that
+ * moves on from one set of sizes to another frees the budget for the new
+ * ones; and while the stacks are still over the budget (more threads
+ * share it now), every class gives back half. */
+static void stack_rebalance(neap_cache *c, size_t budget) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_slot *slot = &c->slot[cls];
+    if (slot->overflows == 0 && slot->cap > slot->cap_start) {
+      uint32_t cap = slot->cap / 2;
+      stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
+    }
+    slot->overflows = 0;
+  }
+  while (c->stack_grown > budget) {
+    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+      neap_slot *slot = &c->slot[cls];
+      uint32_t cap = slot->cap / 2;
+      if (slot->cap > slot->cap_start) stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
+    }
+  }
+  c->overflows = 0;
+  c->rebalances++;
+}
+
+/* Gives back every object on c's stacks, which start over at their
+ * starting capacities. */
+static void stack_trim(neap_cache *c) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_slot *slot = &c->slot[cls];
+    stack_spill(c, slot, 0);
+    slot->cap = (uint16_t)slot->cap_start;
+    slot->overflows = 0;
+  }
+  c->stack_grown = 0;
+  c->overflows = 0;
+}
+
+/* Obeys a neap__cache_stack_trim this thread has not seen (its slow paths
+ * look). */
+static void stack_epoch_check(neap_cache *c) {
+  uint32_t e = atomic_load_explicit(&stack_epoch, memory_order_relaxed);
+  if (NEAP_UNLIKELY(c->stack_epoch != e)) {
+    c->stack_epoch = e;
+    stack_trim(c);
+  }
+}
+
+void neap__cache_stack_trim(void) {
+  atomic_fetch_add_explicit(&stack_epoch, 1, memory_order_relaxed);
+  neap_cache *c = neap__cache_mine();
+  if (c != NULL) stack_epoch_check(c);
+}
+
+/* A free found the slot's stack full. If objects were popped since the
+ * last overflow, the stack is a pool the class reuses, too small for its
+ * swings: it doubles (as tcmalloc's thread caches grow their lists), up
+ * to its class's most and the thread's budget, or, at either, gives back
+ * its older half. If none was, this is a run of frees (a program freeing
+ * what it built): the stack halves, down to its start, and gives back
+ * all it holds, so that the spans it would pin empty and go back, and a
+ * thread that goes quiet after such a run keeps no more than it started
+ * with. */
+static void stack_overflow(neap_cache *c, neap_slot *slot) {
+  stack_epoch_check(c);
+  uint64_t w = NEAP_LOAD(&slot->stack);
+  if (neap__stack_n(w) < slot->cap) return; /* trimmed */
+  bool reused = neap__stack_pops(w) != slot->pops_seen;
+  slot->pops_seen = neap__stack_pops(w);
+  if (!reused) {
+    uint32_t cap = slot->cap / 2;
+    stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
+    stack_spill(c, slot, 0);
+    return;
+  }
+  slot->overflows++;
+  c->overflows++;
+  if (slot->cap < slot->cap_max) {
+    uint32_t cap = slot->cap * 2 < slot->cap_max ? slot->cap * 2 : slot->cap_max;
+    size_t more = (size_t)(cap - slot->cap) * slot->size, budget = stack_budget();
+    if (c->stack_grown + more > budget && c->overflows >= REBALANCE_OVERFLOWS) stack_rebalance(c, budget);
+    if (c->stack_grown + more <= budget) {
+      stack_set_cap(c, slot, cap);
+      return;
+    }
+  }
+  stack_spill(c, slot, slot->cap / 2);
 }
 
 void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
   neap_slot *slot = &c->slot[s->sizeclass];
-  neap__mark_free(p);
   if (slot->cap == 0) { /* the empty cache: no stack, and no span of its own */
+    neap__mark_set(p, 0, NEAP_MARK_KEY);
     give_back_to(c, s, p);
     return;
   }
-  uint32_t n = neap__stack_n(NEAP_LOAD(&slot->stack));
-  if (n == slot->cap) {
-    stack_spill(c, slot);
-    /* p was checked live before the spill: if it is not now, a copy of it
-     * was on the stack (a double free whose first mark was overwritten). */
-    unsigned idx = (unsigned)((((uintptr_t)p - s->base) * s->divmul) >> 32);
-    if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__stack_mark_lost(p);
-    n = 0;
-  }
-  NEAP_STORE(&slot->stk[n], p);
+  if (neap__stack_n(NEAP_LOAD(&slot->stack)) >= slot->cap) stack_overflow(c, slot);
+  uint64_t *top = NEAP_LOAD(&slot->top);
+  neap__mark_set(p, (uintptr_t)top, slot->marker);
+  NEAP_STORE(&slot->top, (uint64_t *)p);
   NEAP_STORE(&slot->stack, NEAP_LOAD(&slot->stack) + 1);
 }
 
 bool neap__cache_stacked(const void *p, unsigned cls) {
+  uint64_t key = neap__mark_key(p);
+  uintptr_t holder = neap__mark_holder(key);
+  if (!neap__mark_tagged(key) || holder == 0) return false;
   bool found = false;
+  neap_cache *mine = neap__cache_mine();
   pthread_mutex_lock(&reg_lock);
-  for (neap_cache *c = registry; c != NULL && !found; c = c->reg_next) {
+  for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
     neap_slot *slot = &c->slot[cls];
-    uint32_t n = neap__stack_n(NEAP_LOAD(&slot->stack));
-    for (uint32_t i = 0; i < n && i < NEAP_STACK_MAX && !found; i++) found = NEAP_LOAD(&slot->stk[i]) == p;
+    if ((uintptr_t)slot != holder) continue;
+    if (c == mine) {
+      /* This thread's own stack: look. */
+      const uint64_t *q = NEAP_LOAD(&slot->top);
+      for (uint32_t i = neap__stack_n(NEAP_LOAD(&slot->stack)); i > 0 && !found; i--, q = (const uint64_t *)q[0])
+        found = q == p;
+    } else {
+      /* Another's: its links may change under the walk, so the mark,
+       * which names this very stack, has to do. */
+      found = true;
+    }
+    break;
   }
   pthread_mutex_unlock(&reg_lock);
   return found;
@@ -503,6 +646,7 @@ void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
 
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   unsigned cls = (unsigned)(slot - c->slot);
+  stack_epoch_check(c);
   neap_link *partial = &c->own_partial[cls];
   /* Spans other threads freed into first: they may give the current span
    * room, or the partial list a span. */
@@ -621,7 +765,7 @@ bool neap__cache_trim_pending(void) {
 }
 
 void neap__cache_flush(neap_cache *c) {
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) stack_spill(c, &c->slot[cls]);
+  stack_trim(c);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
     neap_span *s = slot->span;
@@ -662,6 +806,7 @@ static void unregister_locked(neap_cache *c) {
                             neap__stack_pops(NEAP_LOAD(&c->slot[cls].stack));
   retired_large_nmalloc += NEAP_LOAD(&c->large_nmalloc);
   retired_large_bytes_alloc += NEAP_LOAD(&c->large_bytes_alloc);
+  atomic_fetch_sub_explicit(&live_caches, 1, memory_order_relaxed);
   if (c->reg_prev) c->reg_prev->reg_next = c->reg_next;
   else registry = c->reg_next;
   if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;

@@ -293,7 +293,7 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
    * The stores touch the first OS page of each object a little before its
    * first use: most of a small span's pages are about to be used anyway. */
   for (uintptr_t p = s->base, end = s->base + neap__span_bytes(s); p < end; p += s->elemsize)
-    neap__mark_free((void *)p);
+    neap__mark_set((void *)p, 0, NEAP_MARK_KEY);
   neap__scav_start_if_needed();
   return s;
 }

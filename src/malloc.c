@@ -134,9 +134,8 @@ static NEAP_NOINLINE void *alloc_small_slow(unsigned cls, bool zero) {
   neap_slot *slot = &c->slot[cls];
   void *p;
   uint64_t w = NEAP_LOAD(&slot->stack);
-  uint32_t n = neap__stack_n(w);
-  if (n != 0) {
-    p = neap__slot_pop(slot, w, n);
+  if (neap__stack_n(w) != 0) {
+    p = neap__slot_pop(slot, w);
     if (zero) memset(p, 0, neap__class_size[cls]);
     return p;
   }
@@ -203,8 +202,7 @@ _Static_assert(offsetof(neap_cache, slot) + NEAP_NUM_CLASSES * sizeof(neap_slot)
  * without a cache lands in alloc_small_slow). */
 NEAP_INLINE void *slot_alloc(neap_cache *c, neap_slot *slot) {
   uint64_t w = NEAP_LOAD(&slot->stack);
-  uint32_t n = neap__stack_n(w);
-  if (NEAP_LIKELY(n != 0)) return neap__slot_pop(slot, w, n);
+  if (NEAP_LIKELY(neap__stack_n(w) != 0)) return neap__slot_pop(slot, w);
   uint64_t b = NEAP_LOAD(&slot->bits);
   if (NEAP_LIKELY(b != 0)) return neap__slot_take(slot, b);
   if (NEAP_LIKELY(c != &neap__empty_cache)) return neap__cache_refill(c, slot);
@@ -279,7 +277,7 @@ static void foreign(const char *what, const void *ptr) {
 /* Whether object p of class cls, in use to its span, waits on a free
  * stack: freed all the same (its mark alone could be the program's data). */
 static bool stacked_free(const void *p, unsigned cls) {
-  return NEAP_UNLIKELY(neap__marked_free(p)) && neap__cache_stacked(p, cls);
+  return NEAP_UNLIKELY(neap__mark_tagged(neap__mark_key(p))) && neap__cache_stacked(p, cls);
 }
 
 /* The live span whose object starts at p; NULL (after the foreign-pointer
@@ -337,23 +335,23 @@ static NEAP_NOINLINE void free_slow(void *p) {
  * a full stack, goes to free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
   uintptr_t off;
-  if (NEAP_LIKELY(neap__pagemap_covers((uintptr_t)p, &off))) {
+  if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &off))) {
     uint32_t info = neap__pagemap_info(off);
     neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info); /* large, or no span: class 0's */
     uint64_t w = NEAP_LOAD(&slot->stack);
-    uint32_t n = neap__stack_n(w);
-    if (NEAP_LIKELY(n < slot->cap)) { /* the empty cache's caps are 0 */
+    if (NEAP_LIKELY((uint16_t)w < slot->cap)) { /* n; the empty cache's caps are 0 */
 #if NEAP_FREE_CHECKS
       uint32_t divmul = slot->divmul;
       uint64_t prod = (uint64_t)neap__pinfo_offset(info, off & (NEAP_PAGE_SIZE - 1)) * divmul;
-      if (NEAP_UNLIKELY((uint32_t)prod >= divmul || neap__marked_free(p))) {
+      if (NEAP_UNLIKELY((uint32_t)prod >= divmul || neap__maybe_free(p))) {
         free_slow(p);
         return;
       }
 #endif
-      NEAP_STORE(&slot->stk[n], p);
+      uint64_t *top = NEAP_LOAD(&slot->top);
+      neap__mark_set(p, (uintptr_t)top, slot->marker);
+      NEAP_STORE(&slot->top, (uint64_t *)p);
       NEAP_STORE(&slot->stack, w + 1);
-      neap__mark_free(p);
       return;
     }
   }

@@ -290,6 +290,17 @@ typedef struct neap_pagemap {
 } neap_pagemap;
 extern neap_pagemap neap__pagemap;
 
+/* Whether p is within the run's reach, the NEAP_PAGEMAP_SHIFT bytes from
+ * its base, whose page info is all readable (zero, class 0's, for pages
+ * no arena of the run holds); *off is its offset there if so. The free
+ * fast path's test: one load, no bound to load. Before the run starts,
+ * its base is NEAP_PAGEMAP_NOWHERE, which reaches no user address. */
+#define NEAP_PAGEMAP_NOWHERE ((uintptr_t)1 << 63)
+NEAP_INLINE bool neap__pagemap_reach(uintptr_t p, uintptr_t *off) {
+  *off = p - atomic_load_explicit(&neap__pagemap.base, memory_order_acquire);
+  return NEAP_LIKELY((*off >> NEAP_PAGEMAP_SHIFT) == 0);
+}
+
 /* Whether p is in the page map's run; *off is its offset there if so.
  * size is read first: base and map are valid once it is not 0. */
 NEAP_INLINE bool neap__pagemap_covers(uintptr_t p, uintptr_t *off) {
@@ -335,29 +346,46 @@ int neap__arena_reserve(size_t n, uintptr_t *out);
 
 /* --- per-thread cache (cache.c) */
 
-/* The free stack's capacity: objects, and bytes per class (a class of
- * 32 KiB objects keeps one). See cache.c. */
-#define NEAP_STACK_MAX 32u
-#define NEAP_STACK_BYTES (32u << 10)
+/* Free stack capacities (cache.c: "The free stack"). A class's stack
+ * starts at NEAP_STACK_START objects or NEAP_STACK_START_BYTES, whichever
+ * is fewer (at least one), and may grow, while it overflows with its
+ * objects being reused, to NEAP_STACK_MAX objects or NEAP_STACK_MAX_BYTES.
+ * What a thread's stacks grow by, all classes together, is its share of
+ * NEAP_STACK_TOTAL among the threads, but no more than NEAP_STACK_GROW_MAX
+ * and at least NEAP_STACK_GROW_MIN. */
+#define NEAP_STACK_START 32u
+#define NEAP_STACK_START_BYTES (32u << 10)
+#define NEAP_STACK_MAX 4096u
+#define NEAP_STACK_MAX_BYTES (512u << 10)
+#define NEAP_STACK_TOTAL ((size_t)32 << 20)
+#define NEAP_STACK_GROW_MAX ((size_t)4 << 20)
+#define NEAP_STACK_GROW_MIN ((size_t)256 << 10)
 
 /* One per size class: a stack of objects this thread freed, the cached
  * span and a window of 64 of its objects. `bits` has a 1 for every object
  * of the window that is free; the window is the bitmap word `inuse`
- * points to. */
+ * points to. The first line holds all that the fast paths read. */
 typedef struct neap_slot {
-  /* The free stack (cache.c has the essay): stk[0..n) are objects freed
-   * by this thread and not yet given back to their spans, newest last;
-   * each holds its free mark. `stack` packs n (low 8 bits) with the
+  /* The free stack (cache.c has the essay): a list through the objects
+   * themselves, newest first, `top` its head; each object's first word
+   * links to the next, and its second holds its free mark (below) under
+   * `marker`. `stack` packs n, the objects on it (low 16 bits), with the
    * count of objects ever popped (above), so that a pop updates both with
    * one store. cap is 0 in the empty cache and for class 0, so that the
-   * free fast path needs no other test; divmul is the class's (sizeclass.h),
-   * on this line for the free fast path's check. */
+   * free fast path needs no other test; divmul is the class's
+   * (sizeclass.h), on this line for the free fast path's check. */
   _Atomic uint64_t stack;    /* written by this thread only (relaxed) */
-  uint32_t cap;
+  _Atomic(uint64_t *) top;   /* written by this thread only */
+  uint64_t marker;           /* NEAP_MARK_KEY | this slot's address */
+  uint16_t cap;              /* 16 bits, as n: one compare on the free fast path */
+  uint16_t unused;
   uint32_t divmul;
   _Atomic uint64_t bits;     /* written by this thread only (relaxed) */
   uintptr_t base;            /* address of the window's object 0 */
   _Atomic uint64_t *inuse;   /* the span's in-use word for the window */
+  uint32_t size;             /* the class's object size (set once) */
+  uint32_t overflows;        /* of the stack, since the last rebalance (cache.c) */
+  /* Slow paths only. */
   neap_span *span;
   /* Objects of this class this thread allocated, counted a window at a
    * time: the untaken rest of the current window (bits) is included, and
@@ -366,21 +394,47 @@ typedef struct neap_slot {
   _Atomic uint64_t nmalloc;
   /* A sequence count, odd while a window is being loaded or dropped, so
    * that the statistics read nmalloc and bits as a consistent pair
-   * (cache.c: slot_handed_out). Slow path only. */
+   * (cache.c: slot_handed_out). */
   _Atomic uint32_t seq;
-  uint32_t size;             /* the class's object size (set once) */
-  _Atomic(void *) stk[NEAP_STACK_MAX];
-} neap_slot;
-_Static_assert(sizeof(neap_slot) % 64 == 0, "slot offsets leave page info 6 low bits (below)");
+  uint32_t cap_start, cap_max; /* the class's stack capacities (above) */
+  uint64_t pops_seen;        /* pops at the last overflow (cache.c) */
+} __attribute__((aligned(64))) neap_slot;
+_Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,
+               "the fast paths' fields fill one line; slot offsets leave page info 6 low bits (below)");
 
-/* The free mark: what word 0 of every free object holds (cache.c). It
- * depends on the object's address, so that no value a program stores by
- * chance (a pointer, a small number, zero) matches it, and its top bits
- * make it a non-canonical address. */
-#define NEAP_FREE_MARK_KEY 0xa5c3f00d6e656170ull
-NEAP_INLINE uint64_t neap__free_mark(const void *p) { return (uint64_t)(uintptr_t)p ^ NEAP_FREE_MARK_KEY; }
-NEAP_INLINE bool neap__marked_free(const void *p) { return *(const uint64_t *)p == neap__free_mark(p); }
-NEAP_INLINE void neap__mark_free(void *p) { *(uint64_t *)p = neap__free_mark(p); }
+/* The free mark. Every free object's first two words hold (next, mark):
+ * next links the free stack holding it (0 or anything in its span), and
+ *   mark = address ^ next ^ key,
+ * where key is NEAP_MARK_KEY | (address of the slot whose stack holds it)
+ * on a stack, and NEAP_MARK_KEY alone in its span (cache.c). The mark
+ * covers the link, so a pop that finds the mark whole may follow it; it
+ * names the stack, so an object on another thread's stack is no object
+ * of this one's; and a key's top bits make it a non-canonical address, so
+ * that no value a program stores by chance (pointers, small numbers,
+ * zero) makes an object look free. Handing an object out zeroes its
+ * mark: what is left, address ^ next, has the top bits of an address. */
+#define NEAP_MARK_TAG 0xa5c3u
+#define NEAP_MARK_KEY ((uint64_t)NEAP_MARK_TAG << 48)
+/* The key object p's first two words hold (a free object's stack's, or
+ * NEAP_MARK_KEY; anything else for a live one). */
+NEAP_INLINE uint64_t neap__mark_key(const void *p) {
+  const uint64_t *w = p;
+  return w[1] ^ w[0];
+}
+/* Whether a key is one a free object may hold. */
+NEAP_INLINE bool neap__mark_tagged(uint64_t key) { return key >> 48 == NEAP_MARK_TAG; }
+/* The free fast path's test, one 2-byte compare: addresses and links are
+ * below 2^47, so a free object's mark has the key's top bits; a live
+ * object has them there once in 65,536 by chance, and the slow path then
+ * looks at the whole mark. */
+NEAP_INLINE bool neap__maybe_free(const void *p) { return ((const uint16_t *)p)[7] == NEAP_MARK_TAG; }
+/* The slot (an address) a tagged key names; 0 for NEAP_MARK_KEY. */
+NEAP_INLINE uintptr_t neap__mark_holder(uint64_t key) { return (uintptr_t)(key & ((1ull << 48) - 1)); }
+NEAP_INLINE void neap__mark_set(void *p, uint64_t next, uint64_t key) {
+  uint64_t *w = p;
+  w[0] = next;
+  w[1] = next ^ key;
+}
 
 /* Hands out the lowest free object of a slot's window: b is the window's
  * bits (non-zero). The whole of the allocation fast path, shared by
@@ -390,13 +444,15 @@ NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b) {
   NEAP_STORE(&slot->bits, b & (b - 1));
   NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
   uint64_t *p = (uint64_t *)(slot->base + i * slot->size);
-  *p = 0; /* its free mark */
+  p[1] = 0; /* its free mark */
   return p;
 }
 
 /* A slot's `stack` word: objects on the stack, and popped ever. */
-#define NEAP_STACK_N_BITS 8
-_Static_assert(NEAP_STACK_MAX < (1u << NEAP_STACK_N_BITS), "n fits its bits");
+#define NEAP_STACK_N_BITS 16
+_Static_assert(NEAP_STACK_MAX < (1u << NEAP_STACK_N_BITS) && NEAP_STACK_N_BITS == 16,
+               "n fits its bits, which the free fast path compares with cap as 16-bit numbers");
+#define NEAP_STACK_POP (((uint64_t)1 << NEAP_STACK_N_BITS) - 1) /* n - 1, pops + 1 */
 NEAP_INLINE uint32_t neap__stack_n(uint64_t w) { return (uint32_t)(w & ((1u << NEAP_STACK_N_BITS) - 1)); }
 NEAP_INLINE uint64_t neap__stack_pops(uint64_t w) { return w >> NEAP_STACK_N_BITS; }
 
@@ -405,12 +461,14 @@ NEAP_INLINE uint64_t neap__stack_pops(uint64_t w) { return w >> NEAP_STACK_N_BIT
 NEAP_COLD __attribute__((noreturn)) void neap__stack_mark_lost(void *p);
 
 /* Pops the newest object of a slot's free stack: w is its stack word,
- * with n > 0 objects. */
-NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w, uint32_t n) {
-  uint64_t *p = NEAP_LOAD(&slot->stk[n - 1]);
-  NEAP_STORE(&slot->stack, w + (1u << NEAP_STACK_N_BITS) - 1); /* n - 1, pops + 1 */
-  if (NEAP_UNLIKELY(!neap__marked_free(p))) neap__stack_mark_lost(p);
-  *p = 0; /* its free mark */
+ * with n > 0 objects. The mark is checked before its link is followed. */
+NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
+  uint64_t *p = NEAP_LOAD(&slot->top);
+  uint64_t next = p[0];
+  if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
+  NEAP_STORE(&slot->top, (uint64_t *)next);
+  NEAP_STORE(&slot->stack, w + NEAP_STACK_POP);
+  p[1] = 0; /* its free mark */
   return p;
 }
 
@@ -433,6 +491,12 @@ struct neap_cache {
   /* Owned spans that other threads freed into while they were parked:
    * pushed by a central's drain (under its lock), popped by this thread. */
   _Atomic(neap_span *) inbox;
+  /* What the free stacks' capacities have grown by, in bytes: the sum of
+   * (cap - cap_start) * size over the classes (cache.c). */
+  size_t stack_grown;
+  uint32_t overflows;        /* of all stacks, since the last rebalance */
+  uint32_t rebalances;       /* of the stack capacities, so far */
+  uint32_t stack_epoch;      /* the last neap__cache_stack_trim this thread obeyed */
   /* Large objects made, and their bytes (growth in place included): the
    * page heap's span walk counts the live ones (stats.c). */
   _Atomic uint64_t large_nmalloc, large_bytes_alloc;

@@ -32,6 +32,9 @@ size_t neap__os_page_size(void);
  * not a demand: the kernel may place the reservation elsewhere, and *out
  * says where it went. Returns 0 or ENOMEM. */
 int neap__os_reserve(void *hint, size_t size, void **out);
+/* The same, anywhere, readable: every page reads as zero (the kernel's
+ * zero page, no memory) until neap__os_commit_meta makes it writable. */
+int neap__os_reserve_zero(size_t size, void **out);
 
 /* Make a reserved range readable and writable. Fresh pages read as zero.
  * This is the call the fault-injection hook can make fail (ENOMEM). */

@@ -56,9 +56,9 @@ size_t neap__os_page_size(void) {
   return p;
 }
 
-int neap__os_reserve(void *hint, size_t size, void **out) {
+static int reserve(void *hint, size_t size, int prot, void **out) {
   int saved = errno;
-  void *p = mmap(hint, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   int err = (p == MAP_FAILED) ? errno : 0;
   errno = saved;
   if (err) return err == ENOMEM ? ENOMEM : err;
@@ -66,6 +66,10 @@ int neap__os_reserve(void *hint, size_t size, void **out) {
   *out = p;
   return 0;
 }
+
+int neap__os_reserve(void *hint, size_t size, void **out) { return reserve(hint, size, PROT_NONE, out); }
+
+int neap__os_reserve_zero(size_t size, void **out) { return reserve(NULL, size, PROT_READ, out); }
 
 int neap__os_commit(void *addr, size_t size) {
   long n = atomic_load_explicit(&fail_commit_countdown, memory_order_relaxed);

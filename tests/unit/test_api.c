@@ -738,21 +738,31 @@ static void expect_abort(const char *what, void (*fn)(void *), struct misuse *m)
   }
 }
 
+/* The most objects of 64 bytes a free stack holds: it grows there while
+ * it overflows, and the next free after that gives back its older half. */
+static unsigned stack_most_64(void) {
+  void *p = neap_malloc(64);
+  unsigned cap = neap__tls_cache->slot[neap__size_class(64)].cap_max;
+  neap_free(p);
+  return cap;
+}
+
 /* A double free once the first free has left the free stack: enough
  * other objects of the class are freed after it to spill it back to its
  * span (they are allocated first, so that no malloc pops it). */
 static void do_double_free_spilled(void *arg) {
   struct misuse *m = arg;
-  enum { N = 2 * NEAP_STACK_MAX };
-  void *other[N];
-  for (int i = 0; i < N; i++) other[i] = neap_malloc(64);
+  unsigned n = stack_most_64();
+  void **other = neap_malloc(n * sizeof *other);
+  for (unsigned i = 0; i < n; i++) other[i] = neap_malloc(64);
   neap_free(m->p);
-  for (int i = 0; i < N; i++) neap_free(other[i]);
+  for (unsigned i = 0; i < n; i++) neap_free(other[i]);
   neap_free(m->p);
 }
 
 /* A write after free: the program stores into an object it freed, which
- * waits on the free stack; the next malloc of its class pops it. */
+ * waits on the free stack (its link, here); the next malloc of its class
+ * pops it. */
 static void do_write_after_free(void *arg) {
   struct misuse *m = arg;
   neap_free(m->p);
@@ -762,7 +772,8 @@ static void do_write_after_free(void *arg) {
 
 /* A double free with a write in between: the first free's mark is
  * overwritten, so the second free is taken; the object is then on the
- * stack twice, and the second pop finds the first's data. */
+ * stack twice (linked to itself), and the second pop finds the program's
+ * data. */
 static void do_double_free_written(void *arg) {
   struct misuse *m = arg;
   neap_free(m->p);
@@ -773,18 +784,18 @@ static void do_double_free_written(void *arg) {
   if (neap_malloc(64) != NULL) _exit(3); /* aborts first */
 }
 
-/* The same, but the second free finds the stack full (64-byte objects: a
- * stack of NEAP_STACK_MAX) and spills it, the first copy with it, before
- * pushing the object: only the check after the spill can notice.
+/* The same, but the second free finds the stack full at its most and
+ * spills its older half, the first copy with it, before pushing the
+ * object: the spill finds the program's data where the copy's mark was.
  * Allocating first empties the class's stack. */
 static void do_double_free_written_spilled(void *arg) {
   struct misuse *m = arg;
-  enum { CAP = NEAP_STACK_MAX };
-  void *other[2 * CAP];
-  for (int i = 0; i < 2 * CAP; i++) other[i] = neap_malloc(64);
+  unsigned n = stack_most_64();
+  void **other = neap_malloc(2 * n * sizeof *other);
+  for (unsigned i = 0; i < 2 * n; i++) other[i] = neap_malloc(64);
   neap_free(m->p);
   memset(m->p, 0x5a, 8);
-  for (int i = 0; i < CAP - 1; i++) neap_free(other[i]);
+  for (unsigned i = 0; i < n - 1; i++) neap_free(other[i]);
   neap_free(m->p);
 }
 
@@ -871,20 +882,38 @@ static void test_misuse_aborts(void) {
   FOREIGN_FREE(foreign);
 }
 
-/* A program may store in an object the very value of its free mark: the
- * free fast path then sends it to the slow path, which finds it on no
- * free stack and frees it like any other; freeing it again aborts. */
+/* A program may store in an object the very values of a free mark: a
+ * free object's in its span, a stack's that is no stack (another class's
+ * slot, an address that is no slot), this thread's own stack's for the
+ * object's class. The free fast path then sends the object to the slow
+ * path, which finds it in use in its span and on no stack, and frees it
+ * like any other: the next malloc of its class pops it. Freeing an
+ * object again while it holds the mark its free gave it aborts. */
 static void test_free_mark_as_data(void) {
+  neap_slot *mine = &neap__tls_cache->slot[neap__size_class(64)];
+  uint64_t keys[] = {NEAP_MARK_KEY, NEAP_MARK_KEY | (uintptr_t)(mine + 1), NEAP_MARK_KEY | 0x1234560,
+                     0};
   uint64_t *p = neap_malloc(64);
   CHECK(p != NULL);
-  *p = neap__free_mark(p);
-  CHECK(neap__marked_free(p));
+  keys[3] = mine->marker; /* the cache exists now */
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    uint64_t next = i == 3 ? (uintptr_t)p : 0x5a5a; /* linked to itself: the worst case */
+    neap__mark_set(p, next, keys[i]);
+    CHECK(neap__maybe_free(p) && neap__mark_key(p) == keys[i]);
+    neap_free(p);
+    CHECK(neap__object_start(p) == NULL);
+    uint64_t *q = neap_malloc(64);
+    CHECK_PTR_EQ(q, p); /* the newest object of the class's free stack */
+    CHECK(!neap__maybe_free(q));
+    p = q;
+  }
+  /* A live object whose bytes 14-15 look like a mark's, and no more. */
+  memset(p, 0, 16);
+  ((uint16_t *)p)[7] = NEAP_MARK_TAG;
+  CHECK(neap__maybe_free(p) && !neap__mark_tagged(neap__mark_key(p)));
   neap_free(p);
-  CHECK(neap__object_start(p) == NULL);
   uint64_t *q = neap_malloc(64);
-  CHECK_PTR_EQ(q, p); /* the newest object of the class's free stack */
-  CHECK(!neap__marked_free(q));
-  *q = neap__free_mark(q);
+  CHECK_PTR_EQ(q, p);
   struct misuse m = {q, 0, q};
   expect_abort("double free of an object holding its free mark", do_double_free, &m);
   neap_free(q);

@@ -288,8 +288,8 @@ static bool off_the_run(const void *p) {
  * still in use to its span); once the stack spills it, it goes back as a
  * local free (the in-use bit clears; nothing goes through the remote
  * bitmap), and the object comes back before the span's end. What it
- * allocates goes to out[*n]. */
-static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
+ * allocates goes to out[*n], which has room for max. */
+static void check_local_free_off_the_run(void *x, void **out, size_t *n, size_t max) {
   neap_span *s = neap__span_of((uintptr_t)x);
   CHECK(s != NULL);
   if (s == NULL) return;
@@ -297,9 +297,12 @@ static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
   CHECK(NEAP_LOAD(&s->owner) == neap__tls_cache);
   unsigned idx = (unsigned)(((uintptr_t)x - s->base) / s->elemsize);
   CHECK(neap__span_held(s, idx));
-  /* Objects to free after x, enough to push it off the stack. */
-  unsigned cap = neap__tls_cache->slot[s->sizeclass].cap;
-  void *later[NEAP_STACK_MAX];
+  /* Objects to free after x, enough to push it off the stack: it grows
+   * to its most, and the next free gives back its older half. */
+  unsigned cap = neap__tls_cache->slot[s->sizeclass].cap_max;
+  void **later = neap_malloc(cap * sizeof *later);
+  CHECK(later != NULL);
+  if (later == NULL) return;
   for (unsigned i = 0; i < cap; i++) {
     later[i] = neap_malloc(1000);
     CHECK(later[i] != NULL && later[i] != x);
@@ -313,7 +316,7 @@ static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
   CHECK((NEAP_LOAD(neap__span_remote(s, idx >> 6)) >> (idx & 63) & 1) == 0);
   CHECK_EQ(atomic_load(&s->rword) & NEAP_RW_COUNT_MASK, 0);
   bool reused = false;
-  for (unsigned i = 0; i <= s->nelems + cap && !reused; i++) {
+  for (unsigned i = 0; i <= s->nelems + cap && !reused && *n < max; i++) {
     void *y = neap_malloc(1000);
     CHECK(y != NULL);
     if (y == NULL) break;
@@ -321,6 +324,7 @@ static void check_local_free_off_the_run(void *x, void **out, size_t *n) {
     out[(*n)++] = y;
   }
   CHECK(reused);
+  neap_free(later);
 }
 
 /* With the run full, small spans come from arenas off it, and their
@@ -344,7 +348,7 @@ static void small_objects_off_the_run(void) {
   CHECK(ns > 0 && off_the_run(small[ns - 1]));
   if (ns > 0 && off_the_run(small[ns - 1])) {
     ns--;
-    check_local_free_off_the_run(small[ns], small, &ns);
+    check_local_free_off_the_run(small[ns], small, &ns, MAX_SMALL);
   }
   for (size_t i = 0; i < ns; i++) neap_free(small[i]);
   for (size_t i = 0; i < nb; i++) neap_free(blocks[i]);
