@@ -20,13 +20,14 @@
  * nothing. neap_free of a pointer inside neap's heap that is not the
  * start of a live object (a double free, an interior pointer, an object
  * never handed out) prints one line "neap: <what> <pointer>" to stderr
- * and aborts; so does a write into the first 8 bytes of a small object
+ * and aborts; so does a write into the first 16 bytes of a small object
  * after its free, found when the object is next reused or given back to
- * its span. These checks are on in every build. Two rarer cases escape
- * them: a double free of a small object, by two threads, whose first 8
- * bytes the program wrote between the two frees, when the first free
- * reaches the span before the second is reused; and two threads freeing
- * the same object at the same moment.
+ * its span. These checks are on in every build. One rarer case escapes
+ * them: a double free of a small object whose bytes 14-15 the program
+ * wrote between the two frees, after the first free's object had gone
+ * back to its span. And a live object whose first 16 bytes the program
+ * set to exactly the free mark another thread's stack would give it is
+ * taken for a double free.
  *
  * Memory outside neap's heap (the stack, static data, another allocator's
  * blocks, the dynamic loader's early allocations, which a preloaded neap

@@ -35,46 +35,71 @@
  *
  * The free stack. A free takes no span's lock, and nearly always touches
  * no span at all: it pushes the object on its class's stack in the
- * freeing thread's cache (up to NEAP_STACK_MAX objects or
- * NEAP_STACK_BYTES), and malloc pops the newest first, as tcmalloc's
+ * freeing thread's cache, and malloc pops the newest first, as tcmalloc's
  * thread caches do. The object comes back while the CPU's cache still
  * holds it, and its span's line, which a program freeing at random misses
  * in the L1 cache on most frees, is read only when the stack spills (the
- * free path finds the class in the page info: span.h). The mixed
- * microbenchmark ran 10% faster with the stack alone, and with the span
- * out of the free path too, about 10% behind tcmalloc instead of 23%
- * (bench/results/2026-11-23-micro.md). To its span, an object on a stack
- * is still in use; a full stack gives all its objects back to their spans (local
- * frees into spans this cache owns, remote frees into the others), as
- * does a thread that exits or flushes. Spilling all, not the older half,
- * keeps a spill about as cheap per object as a free straight into the
- * span (no copying, no comparing: bignum ran a third more instructions
- * with half spills). A program that frees in bulk still pays a push and
- * a spill for nearly every free (xmalloc with one thread, bignum: the
- * bench notes). The objects may be any thread's: a free by a thread that
- * does not own the span stacks the object there all the same, and that
- * thread's next malloc of the class reuses it.
+ * free path finds the class in the page info: span.h). A stack is a list
+ * through the objects themselves (tcmalloc's and glibc's are too): the
+ * first word of each links to the next, so a stack costs its slot one
+ * line whatever its length, and its objects' lines, which the push writes
+ * anyway, are all it touches. To its span, an object on a stack is still
+ * in use; the objects may be any thread's (a free by a thread that does
+ * not own the span stacks the object there all the same, and that
+ * thread's next malloc of the class reuses it).
  *
- * Checking frees without the span. Every free object holds its free mark
- * (span.h: neap__free_mark, its address scrambled) in its first word:
- * written when it is freed, and for objects never handed out when their
- * span is made (heap.c); cleared when it is handed out. A free that finds
- * the mark is a double free, unless the program stored that very value
- * there: the slow path asks the span and the stacks (neap__cache_stacked)
- * before it aborts. Interior pointers fail the size class's division, as
- * before. An object leaving a stack, popped or spilled, must still hold
- * its mark, or the program wrote it after freeing it: that aborts too
- * ("double free or write after free"), and catches a double free whose
- * first free's mark the program overwrote, when either copy leaves the
- * stack after the other was handed out; copies that spill together fail
- * the bitmap, which is checked when spilled objects go back to their
- * spans, and the free that finds the stack full checks its own object
- * again after the spill. What escapes: such a double free by two
- * threads, the two copies on two stacks, when one
- * spills before the other is reused; and two threads freeing the same
- * object at the same moment. The bitmaps alone caught those (as they still
- * catch a double free of an object that spilled, and every double free
- * of a large object).
+ * How big a stack grows. A class's stack starts at 32 objects (fewer for
+ * objects over 1 KiB: 32 KiB). When a free finds it full, what happened
+ * since the last time decides (stack_overflow):
+ *   - objects were popped: the stack is a pool the class draws on, too
+ *     small for the swings between its frees and mallocs. It doubles, up
+ *     to its class's most and the thread's budget (span.h); at either, it
+ *     gives back its older half. Each spill costs the span lines of what
+ *     it gives back and, later, a window's fresh objects in their place:
+ *     at 32 objects the mixed microbenchmark spilled 7 objects in 100
+ *     and ran 12% behind tcmalloc; grown, its stacks take some 9,000
+ *     places (2 MiB), spill next to nothing, and it runs level
+ *     (bench/results/2026-11-23-micro.md). When the budget is reached, a
+ *     rebalance takes back half of what the classes that have not
+ *     overflowed since the last one grew.
+ *   - none was: a run of frees (a program freeing what it built). The
+ *     stack halves, down to its start, and gives back everything. Keeping
+ *     such a run would pin a span for every object kept (freed at random,
+ *     they sit in as many spans), which is the memory a thread that goes
+ *     quiet after the run would keep from the OS: 48 MiB after the peak
+ *     scenario of test_return with stacks that grew on any overflow, 11
+ *     MiB now, as with stacks of 32.
+ * What a thread's stacks hold is thus bounded by its budget, at most 4
+ * MiB beyond the starting 32s, held until the thread next spills, exits
+ * or flushes; no other thread can take it (the stacks are the owner's
+ * alone, without locks), but neap_release and the memory limit raise a
+ * trim that every thread obeys at its next slow path
+ * (neap__cache_stack_trim).
+ *
+ * Checking frees without the span. Every free object holds, in its first
+ * two words, its link and its free mark (span.h): the link xor a key,
+ * the key naming the slot whose stack holds it, or only the tag for an
+ * object free in its span (written for every object when its span is
+ * made: heap.c). Handing an object out zeroes the mark. The free fast
+ * path tests the mark's top 16 bits, which every key has and no address
+ * or link does: a 2-byte compare. A free that finds them goes to the slow
+ * path, which reads the whole mark: free in its span (the bitmap
+ * agrees) or on a stack is a double free; anything else is the program's
+ * data, freed as usual (neap__cache_stacked walks this thread's stack to
+ * make sure; another thread's it cannot walk, its links changing under
+ * it, and trusts the mark: a live object whose 16 bytes a program set to
+ * exactly that is taken for a double free). Interior pointers fail the
+ * size class's division, as before. An object leaving a stack, popped
+ * or spilled, must hold its stack's mark, link included, before the link
+ * is followed: otherwise the program wrote it after freeing it, or freed
+ * it twice with a write in between (the second push made it its own
+ * link's successor, and the first copy fails when reached), and neap
+ * aborts ("double free or write after free"). So does an object that two
+ * threads freed at once: the second push's mark names the other stack.
+ * What escapes: a double free whose first free had already gone back to
+ * its span (a spill) when the program wrote over the mark's tag; the
+ * second free then finds no tag and stacks it, and the bitmaps, which
+ * would have caught it, are not read on the fast path.
  *
  * Frees by other threads (central.c has the protocol) set bits in the
  * span's remote bitmap. The current span merges them when it runs dry;
@@ -359,14 +384,14 @@ static void give_back_to(neap_cache *c, neap_span *s, void *p) {
  * mark, which checks the link before it is followed; it leaves with its
  * span's mark. The link is read first: once p is back, its span's owner
  * may hand it out. */
-static uint64_t *give_back(neap_cache *c, neap_slot *slot, uint64_t *p) {
+static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
   uint64_t next = p[0];
   if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
   neap__mark_set(p, next, NEAP_MARK_KEY);
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
   give_back_to(c, s, p);
-  return (uint64_t *)next;
+  return (neap_word *)next;
 }
 
 /* Gives all but the newest `keep` objects of a slot's stack back to their
@@ -377,11 +402,11 @@ static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
   uint64_t w = NEAP_LOAD(&slot->stack);
   uint32_t n = neap__stack_n(w);
   if (keep >= n) return;
-  uint64_t *p = NEAP_LOAD(&slot->top), *last = NULL;
+  neap_word *p = NEAP_LOAD(&slot->top), *last = NULL;
   for (uint32_t i = 0; i < keep; i++) {
     if (NEAP_UNLIKELY((p[1] ^ p[0]) != slot->marker)) neap__stack_mark_lost(p);
     last = p;
-    p = (uint64_t *)p[0];
+    p = (neap_word *)p[0];
   }
   if (last != NULL) neap__mark_set(last, 0, slot->marker);
   else NEAP_STORE(&slot->top, NULL);
@@ -483,8 +508,8 @@ static void stack_overflow(neap_cache *c, neap_slot *slot) {
   slot->pops_seen = neap__stack_pops(w);
   if (!reused) {
     uint32_t cap = slot->cap / 2;
-    stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
     stack_spill(c, slot, 0);
+    stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
     return;
   }
   slot->overflows++;
@@ -509,9 +534,9 @@ void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
     return;
   }
   if (neap__stack_n(NEAP_LOAD(&slot->stack)) >= slot->cap) stack_overflow(c, slot);
-  uint64_t *top = NEAP_LOAD(&slot->top);
+  neap_word *top = NEAP_LOAD(&slot->top);
   neap__mark_set(p, (uintptr_t)top, slot->marker);
-  NEAP_STORE(&slot->top, (uint64_t *)p);
+  NEAP_STORE(&slot->top, (neap_word *)p);
   NEAP_STORE(&slot->stack, NEAP_LOAD(&slot->stack) + 1);
 }
 
@@ -526,10 +551,17 @@ bool neap__cache_stacked(const void *p, unsigned cls) {
     neap_slot *slot = &c->slot[cls];
     if ((uintptr_t)slot != holder) continue;
     if (c == mine) {
-      /* This thread's own stack: look. */
-      const uint64_t *q = NEAP_LOAD(&slot->top);
-      for (uint32_t i = neap__stack_n(NEAP_LOAD(&slot->stack)); i > 0 && !found; i--, q = (const uint64_t *)q[0])
+      /* This thread's own stack: look, checking each link before it is
+       * followed. */
+      neap_word *q = NEAP_LOAD(&slot->top);
+      for (uint32_t i = neap__stack_n(NEAP_LOAD(&slot->stack)); i > 0 && !found; i--) {
+        if (NEAP_UNLIKELY((q[1] ^ q[0]) != slot->marker)) {
+          pthread_mutex_unlock(&reg_lock);
+          neap__stack_mark_lost(q);
+        }
         found = q == p;
+        q = (neap_word *)q[0];
+      }
     } else {
       /* Another's: its links may change under the walk, so the mark,
        * which names this very stack, has to do. */

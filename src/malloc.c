@@ -334,23 +334,23 @@ static NEAP_NOINLINE void free_slow(void *p) {
  * and not marked free (cache.c; the span's tail always is: heap.c). Anything else, and
  * a full stack, goes to free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
-  uintptr_t off;
-  if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &off))) {
-    uint32_t info = neap__pagemap_info(off);
+  uintptr_t page;
+  if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
+    uint32_t info = neap__pagemap_info(page);
     neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info); /* large, or no span: class 0's */
     uint64_t w = NEAP_LOAD(&slot->stack);
     if (NEAP_LIKELY((uint16_t)w < slot->cap)) { /* n; the empty cache's caps are 0 */
 #if NEAP_FREE_CHECKS
       uint32_t divmul = slot->divmul;
-      uint64_t prod = (uint64_t)neap__pinfo_offset(info, off & (NEAP_PAGE_SIZE - 1)) * divmul;
+      uint64_t prod = (uint64_t)neap__pinfo_offset(info, (uintptr_t)p & (NEAP_PAGE_SIZE - 1)) * divmul;
       if (NEAP_UNLIKELY((uint32_t)prod >= divmul || neap__maybe_free(p))) {
         free_slow(p);
         return;
       }
 #endif
-      uint64_t *top = NEAP_LOAD(&slot->top);
+      neap_word *top = NEAP_LOAD(&slot->top);
       neap__mark_set(p, (uintptr_t)top, slot->marker);
-      NEAP_STORE(&slot->top, (uint64_t *)p);
+      NEAP_STORE(&slot->top, (neap_word *)p);
       NEAP_STORE(&slot->stack, w + 1);
       return;
     }

@@ -292,13 +292,15 @@ extern neap_pagemap neap__pagemap;
 
 /* Whether p is within the run's reach, the NEAP_PAGEMAP_SHIFT bytes from
  * its base, whose page info is all readable (zero, class 0's, for pages
- * no arena of the run holds); *off is its offset there if so. The free
- * fast path's test: one load, no bound to load. Before the run starts,
- * its base is NEAP_PAGEMAP_NOWHERE, which reaches no user address. */
+ * no arena of the run holds); *page is its page's index there if so. The
+ * free fast path's test: one load, no bound to load, and the shift that
+ * indexes the page info does the range check's work. Before the run
+ * starts, its base is NEAP_PAGEMAP_NOWHERE, which reaches no user
+ * address. */
 #define NEAP_PAGEMAP_NOWHERE ((uintptr_t)1 << 63)
-NEAP_INLINE bool neap__pagemap_reach(uintptr_t p, uintptr_t *off) {
-  *off = p - atomic_load_explicit(&neap__pagemap.base, memory_order_acquire);
-  return NEAP_LIKELY((*off >> NEAP_PAGEMAP_SHIFT) == 0);
+NEAP_INLINE bool neap__pagemap_reach(uintptr_t p, uintptr_t *page) {
+  *page = (p - atomic_load_explicit(&neap__pagemap.base, memory_order_acquire)) >> NEAP_PAGE_SHIFT;
+  return NEAP_LIKELY(*page < NEAP_PAGEMAP_PAGES);
 }
 
 /* Whether p is in the page map's run; *off is its offset there if so.
@@ -313,8 +315,8 @@ NEAP_INLINE neap_span *neap__pagemap_get(uintptr_t off) {
 }
 /* The page info (see the end of this file) of the page at offset off of
  * the run. */
-NEAP_INLINE uint32_t neap__pagemap_info(uintptr_t off) {
-  return NEAP_LOAD(&NEAP_LOAD(&neap__pagemap.info)[off >> NEAP_PAGE_SHIFT]);
+NEAP_INLINE uint32_t neap__pagemap_info(uintptr_t page) {
+  return NEAP_LOAD(&NEAP_LOAD(&neap__pagemap.info)[page]);
 }
 
 /* The span covering p if p is in the page map's run; NULL for a page
@@ -361,6 +363,11 @@ int neap__arena_reserve(size_t n, uintptr_t *out);
 #define NEAP_STACK_GROW_MAX ((size_t)4 << 20)
 #define NEAP_STACK_GROW_MIN ((size_t)256 << 10)
 
+/* An object's words as neap reads and writes them: the program may have
+ * stored anything there, through any type. */
+typedef uint64_t neap_word __attribute__((may_alias));
+typedef uint16_t neap_half __attribute__((may_alias));
+
 /* One per size class: a stack of objects this thread freed, the cached
  * span and a window of 64 of its objects. `bits` has a 1 for every object
  * of the window that is free; the window is the bitmap word `inuse`
@@ -375,7 +382,7 @@ typedef struct neap_slot {
    * free fast path needs no other test; divmul is the class's
    * (sizeclass.h), on this line for the free fast path's check. */
   _Atomic uint64_t stack;    /* written by this thread only (relaxed) */
-  _Atomic(uint64_t *) top;   /* written by this thread only */
+  _Atomic(neap_word *) top;  /* written by this thread only */
   uint64_t marker;           /* NEAP_MARK_KEY | this slot's address */
   uint16_t cap;              /* 16 bits, as n: one compare on the free fast path */
   uint16_t unused;
@@ -418,7 +425,7 @@ _Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,
 /* The key object p's first two words hold (a free object's stack's, or
  * NEAP_MARK_KEY; anything else for a live one). */
 NEAP_INLINE uint64_t neap__mark_key(const void *p) {
-  const uint64_t *w = p;
+  const neap_word *w = p;
   return w[1] ^ w[0];
 }
 /* Whether a key is one a free object may hold. */
@@ -427,11 +434,11 @@ NEAP_INLINE bool neap__mark_tagged(uint64_t key) { return key >> 48 == NEAP_MARK
  * below 2^47, so a free object's mark has the key's top bits; a live
  * object has them there once in 65,536 by chance, and the slow path then
  * looks at the whole mark. */
-NEAP_INLINE bool neap__maybe_free(const void *p) { return ((const uint16_t *)p)[7] == NEAP_MARK_TAG; }
+NEAP_INLINE bool neap__maybe_free(const void *p) { return ((const neap_half *)p)[7] == NEAP_MARK_TAG; }
 /* The slot (an address) a tagged key names; 0 for NEAP_MARK_KEY. */
 NEAP_INLINE uintptr_t neap__mark_holder(uint64_t key) { return (uintptr_t)(key & ((1ull << 48) - 1)); }
 NEAP_INLINE void neap__mark_set(void *p, uint64_t next, uint64_t key) {
-  uint64_t *w = p;
+  neap_word *w = p;
   w[0] = next;
   w[1] = next ^ key;
 }
@@ -443,7 +450,7 @@ NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b) {
   uint64_t i = neap__lowest_bit(b);
   NEAP_STORE(&slot->bits, b & (b - 1));
   NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-  uint64_t *p = (uint64_t *)(slot->base + i * slot->size);
+  neap_word *p = (neap_word *)(slot->base + i * slot->size);
   p[1] = 0; /* its free mark */
   return p;
 }
@@ -463,10 +470,10 @@ NEAP_COLD __attribute__((noreturn)) void neap__stack_mark_lost(void *p);
 /* Pops the newest object of a slot's free stack: w is its stack word,
  * with n > 0 objects. The mark is checked before its link is followed. */
 NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
-  uint64_t *p = NEAP_LOAD(&slot->top);
+  neap_word *p = NEAP_LOAD(&slot->top);
   uint64_t next = p[0];
   if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
-  NEAP_STORE(&slot->top, (uint64_t *)next);
+  NEAP_STORE(&slot->top, (neap_word *)next);
   NEAP_STORE(&slot->stack, w + NEAP_STACK_POP);
   p[1] = 0; /* its free mark */
   return p;

@@ -908,8 +908,8 @@ static void test_free_mark_as_data(void) {
     p = q;
   }
   /* A live object whose bytes 14-15 look like a mark's, and no more. */
-  memset(p, 0, 16);
-  ((uint16_t *)p)[7] = NEAP_MARK_TAG;
+  uint64_t words[2] = {0xffff000000001234, (uint64_t)NEAP_MARK_TAG << 48};
+  memcpy(p, words, sizeof words);
   CHECK(neap__maybe_free(p) && !neap__mark_tagged(neap__mark_key(p)));
   neap_free(p);
   uint64_t *q = neap_malloc(64);
