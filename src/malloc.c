@@ -37,7 +37,8 @@
  *      class, whichever thread's span it is in; the next malloc of the
  *      class pops it. No lock, no atomic, no span touched. Allocation
  *      step 1 tries the stack before the window.
- *   3. A full stack spills all its objects back to their spans: into a span
+ *   3. A full stack grows, if its class is being reused, or spills its
+ *      objects back to their spans (cache.c says which, and how many): into a span
  *      this thread's cache owns (a thread owns every span it allocated
  *      from until the span empties or the thread exits), clear the
  *      object's in-use bit; a full span that gets room goes on the cache's
@@ -326,13 +327,14 @@ static NEAP_NOINLINE void free_slow(void *p) {
 }
 
 /* The free fast path reads the page's info (span.h), which gives the
- * class's slot and the offset in the span, and the object's first word; it
- * pushes the object on the thread's free stack for its class, and never
- * touches the span. Checked in every build (NEAP_FREE_CHECKS): the
- * pointer is an object's start (the low half of the product is below
+ * class's slot and the offset in the span, and the object's first 16
+ * bytes; it pushes the object on the thread's free stack for its class,
+ * and never touches the span. Checked in every build (NEAP_FREE_CHECKS):
+ * the pointer is an object's start (the low half of the product is below
  * divmul exactly at object starts: test_sizeclass checks every offset),
- * and not marked free (cache.c; the span's tail always is: heap.c). Anything else, and
- * a full stack, goes to free_slow, which says exactly what was wrong. */
+ * and its mark's tag is not there (span.h; cache.c; the span's tail
+ * always has it: heap.c). Anything else, and a full stack, goes to
+ * free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
   uintptr_t page;
   if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
