@@ -485,10 +485,10 @@ static void stack_epoch_check(neap_cache *c) {
   }
 }
 
-void neap__cache_stack_trim(void) {
+void neap__cache_stack_trim(bool now) {
   atomic_fetch_add_explicit(&stack_epoch, 1, memory_order_relaxed);
   neap_cache *c = neap__cache_mine();
-  if (c != NULL) stack_epoch_check(c);
+  if (now && c != NULL) stack_epoch_check(c);
 }
 
 /* A free found the slot's stack full. If objects were popped since the

@@ -215,10 +215,11 @@ void neap__cache_free_small(neap_cache *c, neap_span *s, void *p);
  * some thread's free stack (a double free if so). Takes the registry lock;
  * exact when no other thread is freeing p or handing it out meanwhile. */
 bool neap__cache_stacked(const void *p, unsigned cls);
-/* Asks every thread to give back all the objects on its free stacks: this
- * one at once, the others at their next slow path (a refill, a full
- * stack). For neap_release and the memory limit. */
-void neap__cache_stack_trim(void);
+/* Asks every thread to give back all the objects on its free stacks at
+ * its next slow path (a refill, a full stack); this one at once if `now`
+ * (neap_release: not the memory limit's work, which runs inside an
+ * allocation, with this thread's cache in the middle of a refill). */
+void neap__cache_stack_trim(bool now);
 /* Objects handed out so far, summed over every cache (live and retired),
  * from windows and free stacks alike: nmalloc[0] counts large objects, large_bytes their bytes (whole
  * pages). Read without stopping the owners: a count may run ahead of the

@@ -458,7 +458,7 @@ static bool scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; 
 
 void neap__scav_limit_work(size_t bytes, bool all) {
   pthread_mutex_lock(&scav.work);
-  neap__cache_stack_trim();
+  neap__cache_stack_trim(false);
   neap__cache_trim(true);
   neap__central_reclaim();
   neap_scav_pass sp = {.force = true, .dontneed = dontneed(), .cursor = UINT64_MAX, .max_bytes = all ? 0 : bytes};
@@ -473,7 +473,7 @@ void neap__scav_limit_work(size_t bytes, bool all) {
 size_t neap_release(void) {
   neap__process_init();
   pthread_mutex_lock(&scav.work);
-  neap__cache_stack_trim();
+  neap__cache_stack_trim(true);
   neap__cache_trim(true);
   neap__central_reclaim();
   uint64_t t0 = neap__os_thread_cputime();

@@ -11,6 +11,7 @@
  * must appear in that line.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -979,6 +980,68 @@ static void test_foreign_pointers(void) {
   FOREIGN_FREE(glibc);
 }
 
+/* Whether object p is in use to its span (on a free stack, for instance). */
+static int span_holds(void *p) {
+  neap_span *s = neap__span_of((uintptr_t)p);
+  if (s == NULL || s->sizeclass == 0) return 0;
+  return neap__span_held(s, (unsigned)(((uintptr_t)p - s->base) / s->elemsize));
+}
+
+struct trim_thread {
+  void *x;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stage; /* 1: x freed; 2: released */
+  int held_before, held_after;
+};
+
+static void *trim_thread_main(void *arg) {
+  struct trim_thread *t = arg;
+  t->x = neap_malloc(48);
+  void *keep = neap_malloc(48); /* keeps x's span alive */
+  neap_free(t->x);
+  t->held_before = span_holds(t->x);
+  pthread_mutex_lock(&t->mu);
+  t->stage = 1;
+  pthread_cond_broadcast(&t->cv);
+  while (t->stage != 2) pthread_cond_wait(&t->cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  /* A class this thread has not used: its first malloc is a slow refill,
+   * where the trim is obeyed. */
+  void *y = neap_malloc(20000);
+  t->held_after = span_holds(t->x);
+  neap_free(y);
+  neap_free(keep);
+  return NULL;
+}
+
+/* neap_release gives back the objects on the caller's free stacks at once,
+ * and another thread's at its next slow path: their spans no longer hold
+ * them. */
+static void test_release_trims_stacks(void) {
+  void *a = neap_malloc(64), *b = neap_malloc(64);
+  CHECK(a != NULL && b != NULL && neap__span_of((uintptr_t)a) == neap__span_of((uintptr_t)b));
+  neap_free(a);
+  CHECK(span_holds(a)); /* on this thread's stack */
+  neap_release();
+  CHECK(!span_holds(a) && span_holds(b));
+  neap_free(b);
+
+  struct trim_thread t = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, trim_thread_main, &t) == 0);
+  pthread_mutex_lock(&t.mu);
+  while (t.stage != 1) pthread_cond_wait(&t.cv, &t.mu);
+  pthread_mutex_unlock(&t.mu);
+  neap_release();
+  pthread_mutex_lock(&t.mu);
+  t.stage = 2;
+  pthread_cond_broadcast(&t.cv);
+  pthread_mutex_unlock(&t.mu);
+  pthread_join(th, NULL);
+  CHECK(t.held_before && !t.held_after);
+}
+
 /* Each test must leave the heap empty. */
 #define RUN_CLEAN(t)                                  \
   do {                                                \
@@ -1005,6 +1068,7 @@ int main(void) {
   RUN_CLEAN(test_owns);
   RUN_CLEAN(test_misuse_aborts);
   RUN_CLEAN(test_free_mark_as_data);
+  RUN_CLEAN(test_release_trims_stacks);
   RUN_CLEAN(test_foreign_pointers);
   return TEST_DONE();
 }
