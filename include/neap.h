@@ -93,8 +93,11 @@ NEAP_API void neap_thread_flush(void);
 
 /* Returns every free page neap holds to the OS now, whatever the release
  * delay, and takes back the empty spans thread caches keep (Go's
- * debug.FreeOSMemory). Returns the bytes that went back. The drop-in
- * library's malloc_trim calls it. */
+ * debug.FreeOSMemory). The objects this thread's free stacks hold go back
+ * to their spans first; other threads give back theirs at their next slow
+ * path (a thread that never allocates again keeps them until it exits).
+ * Returns the bytes that went back. The drop-in library's malloc_trim
+ * calls it. */
 NEAP_API size_t neap_release(void);
 
 /* --- statistics
