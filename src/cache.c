@@ -386,7 +386,7 @@ static void give_back_to(neap_cache *c, neap_span *s, void *p) {
  * may hand it out. */
 static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
   uint64_t next = p[0];
-  if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
+  if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
   neap__mark_set(p, next, NEAP_MARK_KEY);
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
@@ -404,7 +404,7 @@ static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
   if (keep >= n) return;
   neap_word *p = NEAP_LOAD(&slot->top), *last = NULL;
   for (uint32_t i = 0; i < keep; i++) {
-    if (NEAP_UNLIKELY((p[1] ^ p[0]) != slot->marker)) neap__stack_mark_lost(p);
+    if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
     last = p;
     p = (neap_word *)p[0];
   }
@@ -416,6 +416,12 @@ static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
 
 /* What a slot's stack capacity has grown by, in bytes. */
 static size_t stack_growth(const neap_slot *slot) { return (size_t)(slot->cap - slot->cap_start) * slot->size; }
+
+/* Half a slot's stack capacity, but not below its start. */
+static uint32_t stack_halved(const neap_slot *slot) {
+  uint32_t cap = slot->cap / 2u;
+  return cap < slot->cap_start ? slot->cap_start : cap;
+}
 
 /* Sets a slot's stack capacity; the oldest objects beyond it go back. */
 static void stack_set_cap(neap_cache *c, neap_slot *slot, uint32_t cap) {
@@ -445,17 +451,13 @@ static size_t stack_budget(void) {
 static void stack_rebalance(neap_cache *c, size_t budget) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_slot *slot = &c->slot[cls];
-    if (slot->overflows == 0 && slot->cap > slot->cap_start) {
-      uint32_t cap = slot->cap / 2;
-      stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
-    }
+    if (slot->overflows == 0 && slot->cap > slot->cap_start) stack_set_cap(c, slot, stack_halved(slot));
     slot->overflows = 0;
   }
   while (c->stack_grown > budget) {
     for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
       neap_slot *slot = &c->slot[cls];
-      uint32_t cap = slot->cap / 2;
-      if (slot->cap > slot->cap_start) stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
+      if (slot->cap > slot->cap_start) stack_set_cap(c, slot, stack_halved(slot));
     }
   }
   c->overflows = 0;
@@ -507,9 +509,8 @@ static void stack_overflow(neap_cache *c, neap_slot *slot) {
   bool reused = neap__stack_pops(w) != slot->pops_seen;
   slot->pops_seen = neap__stack_pops(w);
   if (!reused) {
-    uint32_t cap = slot->cap / 2;
     stack_spill(c, slot, 0);
-    stack_set_cap(c, slot, cap < slot->cap_start ? slot->cap_start : cap);
+    stack_set_cap(c, slot, stack_halved(slot));
     return;
   }
   slot->overflows++;
@@ -534,10 +535,7 @@ void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
     return;
   }
   if (neap__stack_n(NEAP_LOAD(&slot->stack)) >= slot->cap) stack_overflow(c, slot);
-  neap_word *top = NEAP_LOAD(&slot->top);
-  neap__mark_set(p, (uintptr_t)top, slot->marker);
-  NEAP_STORE(&slot->top, (neap_word *)p);
-  NEAP_STORE(&slot->stack, NEAP_LOAD(&slot->stack) + 1);
+  neap__slot_push(slot, p, NEAP_LOAD(&slot->stack));
 }
 
 bool neap__cache_stacked(const void *p, unsigned cls) {
@@ -555,7 +553,7 @@ bool neap__cache_stacked(const void *p, unsigned cls) {
        * followed. */
       neap_word *q = NEAP_LOAD(&slot->top);
       for (uint32_t i = neap__stack_n(NEAP_LOAD(&slot->stack)); i > 0 && !found; i--) {
-        if (NEAP_UNLIKELY((q[1] ^ q[0]) != slot->marker)) {
+        if (NEAP_UNLIKELY(neap__mark_key(q) != slot->marker)) {
           pthread_mutex_unlock(&reg_lock);
           neap__stack_mark_lost(q);
         }

@@ -350,10 +350,7 @@ void neap_free(void *p) {
         return;
       }
 #endif
-      neap_word *top = NEAP_LOAD(&slot->top);
-      neap__mark_set(p, (uintptr_t)top, slot->marker);
-      NEAP_STORE(&slot->top, (neap_word *)p);
-      NEAP_STORE(&slot->stack, w + 1);
+      neap__slot_push(slot, p, w);
       return;
     }
   }

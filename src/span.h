@@ -467,12 +467,21 @@ NEAP_INLINE uint64_t neap__stack_pops(uint64_t w) { return w >> NEAP_STACK_N_BIT
  * program wrote it after freeing it, or freed it twice (cache.c). */
 NEAP_COLD __attribute__((noreturn)) void neap__stack_mark_lost(void *p);
 
+/* Pushes object p (checked free-able) on a slot's free stack, whose stack
+ * word is w (n below cap). */
+NEAP_INLINE void neap__slot_push(neap_slot *slot, void *p, uint64_t w) {
+  neap_word *top = NEAP_LOAD(&slot->top);
+  neap__mark_set(p, (uintptr_t)top, slot->marker);
+  NEAP_STORE(&slot->top, (neap_word *)p);
+  NEAP_STORE(&slot->stack, w + 1);
+}
+
 /* Pops the newest object of a slot's free stack: w is its stack word,
  * with n > 0 objects. The mark is checked before its link is followed. */
 NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
   neap_word *p = NEAP_LOAD(&slot->top);
   uint64_t next = p[0];
-  if (NEAP_UNLIKELY((p[1] ^ next) != slot->marker)) neap__stack_mark_lost(p);
+  if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
   NEAP_STORE(&slot->top, (neap_word *)next);
   NEAP_STORE(&slot->stack, w + NEAP_STACK_POP);
   p[1] = 0; /* its free mark */
