@@ -18,13 +18,14 @@
  * The page map. The free path does not go through the arena at all: the
  * span tables of a run of adjacent arenas are one flat array (span.h,
  * neap_pagemap), so a pointer's span is one range check and one load;
- * beside it, the run's page info (2 bytes a page: span.h) gives the free
- * fast path a small object's slot and offset with one load.
+ * beside it, the run's page info (6 bytes a page in two tables: span.h)
+ * gives the free fast path a small object's slot and offset in its span.
  * The run starts at the first arena registered and grows by each arena
  * reserved right after it, which is how the heap grows; it can cover 64
- * GiB, a 64 MiB reservation (no access, no memory) made with the first
- * arena, whose 64 KiB per arena are committed as the arena is registered
- * and count as arena metadata. An arena that does not extend the run
+ * GiB: a 64 MiB reservation (no access, no memory) for the span pointers
+ * and 48 MiB for the page info (readable zeros, no memory), made with the
+ * first arena, of which 64 KiB and 48 KiB per arena are committed as the
+ * arena is registered and count as arena metadata. An arena that does not extend the run
  * (its neighbour's address was taken, or the run is full) gets a table
  * of its own from the metadata allocator, and lookups of its pages go
  * through the arena index: a few instructions more, nothing else.
@@ -126,16 +127,17 @@ static void *reserve_table(size_t n, bool readable) {
 
 /* The tables for a's pages in the page map, committed, if a extends the
  * run (the run's first arena starts it): spans in a->spans, page info in
- * a->info. false if it does not, or if the map cannot be had, and a keeps
+ * a->info_slot and a->info_start. false if it does not, or if the map cannot be had, and a keeps
  * a span table of its own. */
 static bool pagemap_extend(neap_arena *a) {
   const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *), itable = NEAP_ARENA_PAGES * sizeof(uint16_t);
   _Atomic(neap_span *) *map = NEAP_LOAD(&neap__pagemap.map);
   _Atomic uint16_t *info = NEAP_LOAD(&neap__pagemap.info);
-  a->info = NULL;
+  a->info_slot = NULL;
+  a->info_start = NULL;
   if (map == NULL) {
     if (map_failed || (map = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(neap_span *), false)) == NULL ||
-        (info = reserve_table(NEAP_PAGEMAP_PAGES * sizeof(uint16_t), true)) == NULL) {
+        (info = reserve_table(NEAP_PINFO_BYTES, true)) == NULL) {
       if (map != NULL) neap__os_unmap(map, NEAP_PAGEMAP_PAGES * sizeof(neap_span *));
       map_failed = true;
       return false;
@@ -148,13 +150,16 @@ static bool pagemap_extend(neap_arena *a) {
     return false;
   if (neap__os_commit_meta(map + n, table) != 0) return false;
   neap__meta_note_mapped(table, NEAP_META_ARENA);
-  if (neap__os_commit_meta(info + n, itable) != 0) return false; /* the span table stays committed, unused */
-  neap__meta_note_mapped(itable, NEAP_META_ARENA);
+  _Atomic uint32_t *start = (_Atomic uint32_t *)((char *)info + NEAP_PINFO_STARTS) + n;
+  if (neap__os_commit_meta(info + n, itable) != 0 || neap__os_commit_meta(start, 2 * itable) != 0)
+    return false; /* what was committed stays so, unused */
+  neap__meta_note_mapped(3 * itable, NEAP_META_ARENA);
   /* The base last (release): the fast path's reach reads the info once it
    * sees the base, before the size says that any page is mapped. */
   if (n == 0) atomic_store_explicit(&neap__pagemap.base, a->base, memory_order_release);
   a->spans = map + n;
-  a->info = info + n;
+  a->info_slot = info + n;
+  a->info_start = start;
   return true;
 }
 

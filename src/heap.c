@@ -265,7 +265,11 @@ static void set_spans_locked(uint64_t first, uint64_t n, neap_span *s) {
   for (uint64_t pg = first; pg < first + n; pg++) {
     neap_arena *a = heap.arenas[pg / NEAP_ARENA_PAGES];
     NEAP_STORE(&a->spans[pg % NEAP_ARENA_PAGES], s);
-    if (a->info != NULL) NEAP_STORE(&a->info[pg % NEAP_ARENA_PAGES], neap__pinfo_make(s, s ? pg - s->first_page : 0));
+    if (a->info_slot != NULL) {
+      uint64_t i = pg % NEAP_ARENA_PAGES;
+      NEAP_STORE(&a->info_slot[i], neap__pinfo_slot_of(s));
+      NEAP_STORE(&a->info_start[i], neap__pinfo_start_of(s ? pg - s->first_page : 0, a->base + (i << NEAP_PAGE_SHIFT)));
+    }
   }
 }
 

@@ -27,8 +27,8 @@
  *   Larger objects skip 1-3: each gets a span of its own from step 4.
  *
  * Free, back up:
- *   1. The page info of the pointer's page (one load of 2 bytes: span.h)
- *      gives its class's slot and its offset in its span; the page map
+ *   1. The page info of the pointer's page (loads of 2 and 4 bytes:
+ *      span.h) gives its class's slot and its offset in its span; the page map
  *      (or the arena index off the page map's run) its span, or "not
  *      ours". The pointer must be the start
  *      of a live object of a live span, or neap prints one line and aborts
@@ -338,14 +338,14 @@ static NEAP_NOINLINE void free_slow(void *p) {
 void neap_free(void *p) {
   uintptr_t page;
   if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
-    uint32_t info = neap__pagemap_info(page);
-    neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info); /* large, or no span: class 0's */
+    _Atomic uint16_t *info = neap__pagemap_info();
+    neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info, page); /* large, or no span: class 0's */
     uint64_t w = NEAP_LOAD(&slot->stack);
     if (NEAP_LIKELY((uint16_t)w < slot->cap)) { /* n; the empty cache's caps are 0 */
 #if NEAP_FREE_CHECKS
       uint32_t divmul = slot->divmul;
-      uint64_t prod = (uint64_t)neap__pinfo_offset(info, (uintptr_t)p & (NEAP_PAGE_SIZE - 1)) * divmul;
-      if (NEAP_UNLIKELY((uint32_t)prod >= divmul || neap__maybe_free(p))) {
+      uint32_t prod = neap__pinfo_offset(info, page, (uintptr_t)p) * divmul;
+      if (NEAP_UNLIKELY(prod >= divmul || neap__maybe_free(p))) {
         free_slow(p);
         return;
       }

@@ -228,7 +228,8 @@ typedef struct neap_arena {
   _Atomic(neap_span *) *spans;
   /* In the page map's run: the page info of its pages (see the end of
    * this file), else NULL. */
-  _Atomic uint16_t *info;
+  _Atomic uint16_t *info_slot;
+  _Atomic uint32_t *info_start;
   uintptr_t base;       /* 64 MiB-aligned */
   uint64_t first_page;  /* page index of base */
   /* The page heap's bookkeeping for the scavenger (heap.c, under the heap
@@ -286,7 +287,7 @@ typedef struct neap_pagemap {
   _Atomic uint64_t size;                   /* bytes the run covers; 0: none yet */
   _Atomic uintptr_t base;                  /* address of the run's first page */
   _Atomic(_Atomic(neap_span *) *) map;     /* its entry */
-  _Atomic(_Atomic uint16_t *) info;        /* and its info (2 bytes a page: see the end of this file) */
+  _Atomic(_Atomic uint16_t *) info;        /* and its info (6 bytes a page: see the end of this file) */
 } neap_pagemap;
 extern neap_pagemap neap__pagemap;
 
@@ -313,11 +314,8 @@ NEAP_INLINE bool neap__pagemap_covers(uintptr_t p, uintptr_t *off) {
 NEAP_INLINE neap_span *neap__pagemap_get(uintptr_t off) {
   return NEAP_LOAD(&NEAP_LOAD(&neap__pagemap.map)[off >> NEAP_PAGE_SHIFT]);
 }
-/* The page info (see the end of this file) of the page at offset off of
- * the run. */
-NEAP_INLINE uint32_t neap__pagemap_info(uintptr_t page) {
-  return NEAP_LOAD(&NEAP_LOAD(&neap__pagemap.info)[page]);
-}
+/* The page info (see the end of this file) of the run's pages. */
+NEAP_INLINE _Atomic uint16_t *neap__pagemap_info(void) { return NEAP_LOAD(&neap__pagemap.info); }
 
 /* The span covering p if p is in the page map's run; NULL for a page
  * with no live span and for every p outside the run, where only
@@ -407,7 +405,7 @@ typedef struct neap_slot {
   uint64_t pops_seen;        /* pops at the last overflow (cache.c) */
 } __attribute__((aligned(64))) neap_slot;
 _Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,
-               "the fast paths' fields fill one line; slot offsets leave page info 6 low bits (below)");
+               "the fast paths' fields fill one line");
 
 /* The free mark. Every free object's first two words hold (next, mark):
  * next links the free stack holding it (0 or anything in its span), and
@@ -521,30 +519,47 @@ struct neap_cache {
 
 /* --- page info
  *
- * Beside the page map's span pointers, 2 bytes per page of its run: for a
- * page of a small span, the byte offset of the span's class's slot in a
- * cache (a multiple of 64) plus the page's index in the span; 0 for pages
- * of large spans and pages with no span (class 0's slot, whose stack holds
- * nothing). The free fast path learns from this one load where to push
- * the object and the object's offset in its span, and so checks the
- * pointer without touching the span, whose line misses the L1 cache on
- * most frees of a program that frees at random (0.72 misses per free in
- * the mixed microbenchmark); and at 2 bytes a page, where the span
- * pointers take 8, the info of a few thousand pages stays in the L1
- * cache (the 8-byte entries missed on 0.3 frees in 1 there). */
-_Static_assert(offsetof(neap_cache, slot) == 0 && NEAP_NUM_CLASSES * sizeof(neap_slot) <= 0x10000 &&
-                   NEAP_CLASS_MAX_PAGES <= 64, "page info's fields");
-NEAP_INLINE uint16_t neap__pinfo_make(const neap_span *s, uint64_t page_in_span) {
-  if (s == NULL || s->sizeclass == 0) return 0;
-  return (uint16_t)(s->sizeclass * sizeof(neap_slot) + page_in_span);
+ * Beside the page map's span pointers, two tables that the free fast path
+ * reads instead of the span, whose line misses the L1 cache on most frees
+ * of a program that frees at random (0.72 misses per free in the mixed
+ * microbenchmark). For each page of the run:
+ *   slot   (2 bytes) the byte offset of its span's class's slot in a
+ *          cache; 0, class 0's slot, whose stack holds nothing, for pages
+ *          of large spans and pages with no span;
+ *   start  (4 bytes) minus its span's address, modulo 2^32, so that a
+ *          pointer's offset in its span is one 32-bit add.
+ * The tables lie in one reservation, the starts NEAP_PINFO_STARTS bytes
+ * after the slots, so that one base serves both loads, and they are apart
+ * because the push waits for the slot's address: with a table of its own
+ * the slot offset needs no masking, one add after its load. (Packing the
+ * slot with the page's index in its span into 2 bytes, as before, cost a
+ * mask on that path and five operations more for the check; 4-byte entries
+ * with the slot offset and the page's phase made gcc add an address
+ * computation to the path. Both measured 3-5% slower in the mixed
+ * microbenchmark at 1,000 slots.) At 6 bytes a page the info of a few
+ * thousand pages stays in the L1 cache. The two are written apart, under
+ * the heap lock; only a free of a pointer into a span that is being
+ * replaced, which is misuse, can read one old and one new. */
+#define NEAP_PINFO_STARTS (NEAP_PAGEMAP_PAGES * sizeof(uint16_t))
+#define NEAP_PINFO_BYTES (NEAP_PAGEMAP_PAGES * (sizeof(uint16_t) + sizeof(uint32_t)))
+_Static_assert(offsetof(neap_cache, slot) == 0 && NEAP_NUM_CLASSES * sizeof(neap_slot) <= 0x10000,
+               "page info's slot offsets");
+/* The page info of the page_in_span'th page of span s (NULL: none) at
+ * address page_addr. */
+NEAP_INLINE uint16_t neap__pinfo_slot_of(const neap_span *s) {
+  return s != NULL && s->sizeclass != 0 ? (uint16_t)(s->sizeclass * sizeof(neap_slot)) : 0;
 }
-/* The slot of the info's class in cache c. */
-NEAP_INLINE neap_slot *neap__pinfo_slot(neap_cache *c, uint32_t info) {
-  return (neap_slot *)((char *)c + (info & ~63u));
+NEAP_INLINE uint32_t neap__pinfo_start_of(uint64_t page_in_span, uintptr_t page_addr) {
+  return (uint32_t)(page_in_span << NEAP_PAGE_SHIFT) - (uint32_t)page_addr;
 }
-/* Offset in the span of the byte at offset `in_page` of the info's page. */
-NEAP_INLINE uintptr_t neap__pinfo_offset(uint32_t info, uintptr_t in_page) {
-  return (uintptr_t)(info & 63u) << NEAP_PAGE_SHIFT | in_page;
+/* The slot, in cache c, of the class of the run's page `page`. */
+NEAP_INLINE neap_slot *neap__pinfo_slot(neap_cache *c, _Atomic uint16_t *info, uintptr_t page) {
+  return (neap_slot *)((char *)c + NEAP_LOAD(&info[page]));
+}
+/* The offset of p in its span, p in the run's page `page` of a small span. */
+NEAP_INLINE uint32_t neap__pinfo_offset(_Atomic uint16_t *info, uintptr_t page, uintptr_t p) {
+  _Atomic uint32_t *start = (_Atomic uint32_t *)((char *)info + NEAP_PINFO_STARTS);
+  return NEAP_LOAD(&start[page]) + (uint32_t)p;
 }
 
 #endif

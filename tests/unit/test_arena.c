@@ -2,6 +2,8 @@
  *   - every pointer neap returns maps to its span and its object start,
  *     from the start and from every interior byte we probe;
  *   - stack, static, literal, glibc-malloc'd and wild pointers map to none;
+ *   - the page info gives every byte of a small span its class's slot and
+ *     its offset in the span;
  *   - a freed object maps to none;
  *   - spans emptied (by their own thread or by others) go back to the page
  *     heap, so their pages serve other size classes without growth;
@@ -147,6 +149,48 @@ static void test_large_free_returns_pages_at_once(void) {
  * that falls on an object boundary, is not an object: freeing it must
  * abort, not free a padding slot that would later be handed out past the
  * span's end. */
+/* The page info the free fast path reads instead of the span (span.h):
+ * for every byte of a span of every small class, the class's slot and
+ * the byte's offset in the span, exact, so the fast path's object-start
+ * test holds at object starts and only there; the pages of a large span
+ * name class 0's slot, whose stack holds nothing. */
+static void test_page_info_of_every_byte(void) {
+  neap_cache *c = neap__tls_cache;
+  CHECK(c != NULL);
+  void *large = neap_malloc(NEAP_SMALL_MAX + NEAP_PAGE_SIZE);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && c != NULL; cls++) {
+    void *p = neap_malloc(neap__class_size[cls]);
+    neap_span *s = neap__span_of((uintptr_t)p);
+    CHECK(s != NULL && s->sizeclass == cls);
+    if (s == NULL) continue;
+    uint32_t size = neap__class_size[cls], divmul = c->slot[cls].divmul;
+    CHECK_EQ(divmul, neap__class_divmul[cls]);
+    size_t bad_slot = 0, bad_offset = 0, bad_start = 0;
+    for (uintptr_t off = 0; off < neap__span_bytes(s); off++) {
+      uintptr_t page;
+      if (!neap__pagemap_reach(s->base + off, &page)) {
+        bad_slot++;
+        continue;
+      }
+      _Atomic uint16_t *info = neap__pagemap_info();
+      bad_slot += neap__pinfo_slot(c, info, page) != &c->slot[cls];
+      uint32_t got = neap__pinfo_offset(info, page, s->base + off);
+      bad_offset += got != off;
+      bad_start += (got * divmul < divmul) != (off % size == 0);
+    }
+    if (!CHECK_EQ(bad_slot + bad_offset + bad_start, 0))
+      fprintf(stderr, "  class %u: %zu bytes with the wrong slot, %zu the wrong offset, %zu the wrong start\n",
+              cls, bad_slot, bad_offset, bad_start);
+    neap_free(p);
+  }
+  uintptr_t page;
+  for (uintptr_t off = 0; off < NEAP_SMALL_MAX + NEAP_PAGE_SIZE; off += NEAP_PAGE_SIZE / 2) {
+    CHECK(neap__pagemap_reach((uintptr_t)large + off, &page));
+    CHECK_PTR_EQ(neap__pinfo_slot(c, neap__pagemap_info(), page), &c->slot[0]);
+  }
+  neap_free(large);
+}
+
 static void free_tail_pointer(void *arg) {
   (void)arg;
   void *keep = neap_malloc(48); /* class 48: 170 objects in one 8 KiB page, 32 bytes of tail */
@@ -397,6 +441,7 @@ int main(void) {
   RUN(test_arenas_are_aligned_and_placed);
   RUN(test_empty_spans_serve_other_classes);
   RUN(test_large_free_returns_pages_at_once);
+  RUN(test_page_info_of_every_byte);
   RUN(test_tail_pointer_aborts);
   RUN(test_bitmap_padding);
   RUN(test_allocations_after_thread_exit);
