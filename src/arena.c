@@ -112,7 +112,7 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
 
 /* Written under the heap lock. The base is nowhere until the run starts,
  * so that the free fast path's reach (span.h) takes no pointer in. */
-neap_pagemap neap__pagemap = {.base = NEAP_PAGEMAP_NOWHERE};
+neap_pagemap neap__pagemap = {.base = NEAP_PAGEMAP_NOWHERE, .first = NEAP_PAGEMAP_NOWHERE >> NEAP_PAGE_SHIFT};
 static bool map_failed;
 
 /* Reserves n bytes for one of the page map's tables (named): no access,
@@ -154,9 +154,16 @@ static bool pagemap_extend(neap_arena *a) {
   if (neap__os_commit_meta(info + n, itable) != 0 || neap__os_commit_meta(start, 2 * itable) != 0)
     return false; /* what was committed stays so, unused */
   neap__meta_note_mapped(3 * itable, NEAP_META_ARENA);
-  /* The base last (release): the fast path's reach reads the info once it
-   * sees the base, before the size says that any page is mapped. */
-  if (n == 0) atomic_store_explicit(&neap__pagemap.base, a->base, memory_order_release);
+  /* The first page's number last (release): the fast path's reach reads
+   * the info once it sees it, before the size says that any page is
+   * mapped. */
+  if (n == 0) {
+    uintptr_t first = a->base >> NEAP_PAGE_SHIFT;
+    NEAP_STORE(&neap__pagemap.slot_by_number, (uintptr_t)info - first * sizeof(uint16_t));
+    NEAP_STORE(&neap__pagemap.start_by_number, (uintptr_t)info + NEAP_PINFO_STARTS - first * sizeof(uint32_t));
+    atomic_store_explicit(&neap__pagemap.base, a->base, memory_order_release);
+    atomic_store_explicit(&neap__pagemap.first, first, memory_order_release);
+  }
   a->spans = map + n;
   a->info_slot = info + n;
   a->info_start = start;

@@ -338,13 +338,12 @@ static NEAP_NOINLINE void free_slow(void *p) {
 void neap_free(void *p) {
   uintptr_t page;
   if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
-    _Atomic uint16_t *info = neap__pagemap_info();
-    neap_slot *slot = neap__pinfo_slot(neap__tls_cache, info, page); /* large, or no span: class 0's */
+    neap_slot *slot = neap__pinfo_slot(neap__tls_cache, page); /* large, or no span: class 0's */
     uint64_t w = NEAP_LOAD(&slot->stack);
     if (NEAP_LIKELY((uint16_t)w < slot->cap)) { /* n; the empty cache's caps are 0 */
 #if NEAP_FREE_CHECKS
       uint32_t divmul = slot->divmul;
-      uint32_t prod = neap__pinfo_offset(info, page, (uintptr_t)p) * divmul;
+      uint32_t prod = neap__pinfo_offset(page, (uintptr_t)p) * divmul;
       if (NEAP_UNLIKELY(prod >= divmul || neap__maybe_free(p))) {
         free_slow(p);
         return;

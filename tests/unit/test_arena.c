@@ -172,9 +172,8 @@ static void test_page_info_of_every_byte(void) {
         bad_slot++;
         continue;
       }
-      _Atomic uint16_t *info = neap__pagemap_info();
-      bad_slot += neap__pinfo_slot(c, info, page) != &c->slot[cls];
-      uint32_t got = neap__pinfo_offset(info, page, s->base + off);
+      bad_slot += neap__pinfo_slot(c, page) != &c->slot[cls];
+      uint32_t got = neap__pinfo_offset(page, s->base + off);
       bad_offset += got != off;
       bad_start += (got * divmul < divmul) != (off % size == 0);
     }
@@ -186,7 +185,7 @@ static void test_page_info_of_every_byte(void) {
   uintptr_t page;
   for (uintptr_t off = 0; off < NEAP_SMALL_MAX + NEAP_PAGE_SIZE; off += NEAP_PAGE_SIZE / 2) {
     CHECK(neap__pagemap_reach((uintptr_t)large + off, &page));
-    CHECK_PTR_EQ(neap__pinfo_slot(c, neap__pagemap_info(), page), &c->slot[0]);
+    CHECK_PTR_EQ(neap__pinfo_slot(c, page), &c->slot[0]);
   }
   neap_free(large);
 }
