@@ -9,10 +9,14 @@
  * Each runs three times: under glibc's malloc, under neap (LD_PRELOAD of
  * libneap.so), and under neap with NEAPDEBUG=madvdontneed=0 (pages go
  * back with MADV_FREE). The run samples itself every 100 ms from a thread
- * that never allocates: the kernel's view (RSS and LazyFree, from
- * /proc/self/smaps_rollup) and, under neap, neap's own account
- * (neap_stats_read, found with dlsym): bytes in use, free but kept,
- * returned, and returned but possibly still resident.
+ * that never allocates: under neap, neap's own account (neap_stats_read,
+ * found with dlsym): bytes in use, free but kept, returned, and returned
+ * but possibly still resident. With each sample the driver reads the
+ * kernel's view (RSS and LazyFree) from /proc/PID/smaps_rollup, from
+ * outside, as a monitoring agent would: the walk of a 1 GiB heap's page
+ * tables takes some 12 ms, and done in the run ten times a second it made
+ * the run look busy to neap's scavenger (a tenth of a core), which then
+ * held its free pages four delays instead of one, at random.
  *
  * The driver prints an RSS-over-time table per scenario, with neap's
  * account beside the kernel's, and writes one SVG plot per scenario
@@ -59,32 +63,21 @@ static _Atomic int phase;         /* 0 working, 1 idle after the last free */
 static _Atomic int stop_sampling;
 static double t_free;             /* when the last free returned */
 
-/* A smaps_rollup field in KiB, read without allocating. */
+/* A smaps_rollup field in KiB, -1 if absent. */
 static long smaps_kib(const char *buf, const char *field) {
   size_t n = strlen(field);
   for (const char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
     if (strncmp(l, field, n) == 0 && l[n] == ':') return strtol(l + n + 1, NULL, 10);
-  return 0;
+  return -1;
 }
 
 /* One line per 100 ms on stdout (write(2), no stdio):
- * "S t phase rss_kib lazyfree_kib inuse_kib free_kib released_kib resident_kib" */
+ * "S t phase inuse_kib free_kib released_kib resident_kib" */
 static void *sampler(void *arg) {
   (void)arg;
   double t0 = now_s();
   while (!atomic_load(&stop_sampling)) {
-    char buf[4096], line[256];
-    long rss = 0, lazy = 0;
-    int fd = open("/proc/self/smaps_rollup", O_RDONLY);
-    if (fd >= 0) {
-      ssize_t n = read(fd, buf, sizeof buf - 1);
-      close(fd);
-      if (n > 0) {
-        buf[n] = 0;
-        rss = smaps_kib(buf, "Rss");
-        lazy = smaps_kib(buf, "LazyFree");
-      }
-    }
+    char line[256];
     long inuse = -1, fre = -1, rel = -1, res = -1;
     neap_stats_t st;
     if (stats_read && stats_read(&st, sizeof st) == 0) {
@@ -95,7 +88,7 @@ static void *sampler(void *arg) {
     }
     int ph = atomic_load(&phase);
     double t = ph ? now_s() - t_free : now_s() - t0;
-    int len = snprintf(line, sizeof line, "S %.2f %d %ld %ld %ld %ld %ld %ld\n", t, ph, rss, lazy, inuse, fre, rel, res);
+    int len = snprintf(line, sizeof line, "S %.2f %d %ld %ld %ld %ld\n", t, ph, inuse, fre, rel, res);
     if (write(1, line, (size_t)len) < 0) break;
     sleep_s(0.1);
   }
@@ -224,10 +217,23 @@ static int collect(series *out, const char *scenario, const char *lib, int madvf
   char line[256];
   out->n = 0;
   double first_idle = -1;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
   while (fgets(line, sizeof line, f)) {
     sample s;
-    if (sscanf(line, "S %lf %d %ld %ld %ld %ld %ld %ld", &s.t, &s.phase, &s.rss, &s.lazy, &s.inuse, &s.fre, &s.rel,
-               &s.res) == 8 && out->n < MAXS) {
+    if (sscanf(line, "S %lf %d %ld %ld %ld %ld", &s.t, &s.phase, &s.inuse, &s.fre, &s.rel, &s.res) == 6 &&
+        out->n < MAXS) {
+      /* The kernel's view at the same moment, from outside (see the top). */
+      char buf[4096];
+      int fd = open(path, O_RDONLY);
+      ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+      if (fd >= 0) close(fd);
+      if (n <= 0) continue; /* exiting */
+      buf[n] = 0;
+      s.rss = smaps_kib(buf, "Rss");
+      s.lazy = smaps_kib(buf, "LazyFree");
+      if (s.rss < 0) continue;
+      if (s.lazy < 0) s.lazy = 0;
       if (s.phase && first_idle < 0) first_idle = now_s() - t0;
       out->s[out->n++] = s;
     }

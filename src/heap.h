@@ -134,6 +134,9 @@ void neap__scav_heap_grew(uint64_t bytes);
 void neap__scav_limit_work(size_t bytes, bool all);
 void neap__scav_fork(neap_fork_phase phase);
 bool neap__scav_is_self(void); /* is this the scavenger thread? */
+/* CPU time (ns) a thread other than the scavenger spent on neap's own
+ * statistics: not the program's work (see program_busy in scav.c). */
+void neap__scav_note_stats_cpu(uint64_t ns);
 /* What the scavenger did, for statistics. */
 typedef struct neap_scav_totals {
   uint64_t bg_bytes;     /* returned by the background thread after the delay */

@@ -174,7 +174,9 @@ void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
 int neap_stats_read(neap_stats_t *out, size_t size) {
   if (out == NULL || size < sizeof out->version) return EINVAL;
   neap_stats_t s;
+  uint64_t t0 = neap__os_thread_cputime();
   neap__stats_snapshot(&s, true);
+  neap__scav_note_stats_cpu(neap__os_thread_cputime() - t0);
   memcpy(out, &s, size < sizeof s ? size : sizeof s);
   return 0;
 }
