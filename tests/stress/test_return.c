@@ -84,6 +84,17 @@ static size_t idle_until(double t0, double secs, size_t bound, double *when) {
   }
 }
 
+/* After frees: idles 2 s sampling RSS, reports it on stderr after `what`,
+ * and checks that it came back to within 16 MiB of base. */
+static void check_back_in_2s(const char *what, size_t base) {
+  double t0 = now_s(), when;
+  size_t after = rss(), bound = base + 16 * MiB;
+  size_t end = idle_until(t0, 2.0, bound, &when);
+  fprintf(stderr, "%s; RSS baseline %zu KiB, after the frees %zu KiB, at 2 s %zu KiB (<= baseline + 16 MiB after %.1f s)\n",
+          what, base >> 10, after >> 10, end >> 10, when);
+  CHECK(end <= bound);
+}
+
 static void touch(char *p, size_t n) {
   for (size_t i = 0; i < n; i += 4096) p[i] = (char)i;
   p[n - 1] = 1;
@@ -121,14 +132,9 @@ static void scenario_peak(void) {
     for (size_t i = 0; i < n; i++) neap_free(ptrs[i]);
     neap_free(ptrs);
   }
-  double t0 = now_s(), when;
-  size_t after = rss();
-  size_t bound = base + 16 * MiB;
-  size_t end = idle_until(t0, 2.0, bound, &when);
-  fprintf(stderr, "peak: %.2f s for 10 rounds; RSS baseline %zu KiB, after the frees %zu KiB, "
-          "at 2 s %zu KiB (<= baseline + 16 MiB after %.1f s)\n",
-          t0 - t_start, base >> 10, after >> 10, end >> 10, when);
-  CHECK(end <= bound);
+  char what[64];
+  snprintf(what, sizeof what, "peak: %.2f s for 10 rounds", now_s() - t_start);
+  check_back_in_2s(what, base);
 }
 
 /* --- polled: an idle program whose one active thread polls the stats */
@@ -162,16 +168,11 @@ static void scenario_polled(void) {
   CHECK_EQ(pthread_create(&t, NULL, poll_stats, NULL), 0);
   for (size_t i = 0; i < n; i++) neap_free(ptrs[i]);
   neap_free(ptrs);
-  double t0 = now_s(), when;
-  size_t after = rss();
-  size_t bound = base + 16 * MiB;
-  size_t end = idle_until(t0, 2.0, bound, &when);
+  check_back_in_2s("polled", base);
   atomic_store(&polling, 0);
   pthread_join(t, NULL);
-  fprintf(stderr, "polled: %lu stats reads; RSS baseline %zu KiB, after the frees %zu KiB, at 2 s %zu KiB "
-          "(<= baseline + 16 MiB after %.1f s)\n", atomic_load(&polls), base >> 10, after >> 10, end >> 10, when);
+  fprintf(stderr, "polled: %lu stats reads meanwhile\n", atomic_load(&polls));
   CHECK(atomic_load(&polls) > 0);
-  CHECK(end <= bound);
 }
 
 /* --- small: 300 MiB of small objects, all freed */
@@ -190,12 +191,9 @@ static void scenario_small(void) {
   }
   for (size_t i = 0; i < n; i++) neap_free(ptrs[i]);
   neap_free(ptrs);
-  double t0 = now_s(), when;
-  size_t after = rss(), bound = base + 16 * MiB;
-  size_t end = idle_until(t0, 2.0, bound, &when);
-  fprintf(stderr, "small: %zu objects; RSS baseline %zu KiB, after the frees %zu KiB, at 2 s %zu KiB "
-          "(within bound after %.1f s)\n", n, base >> 10, after >> 10, end >> 10, when);
-  CHECK(end <= bound);
+  char what[64];
+  snprintf(what, sizeof what, "small: %zu objects", n);
+  check_back_in_2s(what, base);
 }
 
 /* --- 1 GiB of 64 B and 1 KiB objects (one of each in turn); survivors
