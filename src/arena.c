@@ -25,10 +25,11 @@
  * GiB: a 64 MiB reservation (no access, no memory) for the span pointers
  * and 48 MiB for the page info (readable zeros, no memory), made with the
  * first arena, of which 64 KiB and 48 KiB per arena are committed as the
- * arena is registered and count as arena metadata. An arena that does not extend the run
- * (its neighbour's address was taken, or the run is full) gets a table
- * of its own from the metadata allocator, and lookups of its pages go
- * through the arena index: a few instructions more, nothing else.
+ * arena is registered and count as arena metadata. An arena that does not
+ * extend the run (its neighbour's address was taken, or the run is full)
+ * gets a table of its own from the metadata allocator, and lookups of its
+ * pages go through the arena index: a few instructions more, nothing
+ * else.
  *
  * Any pointer at all can be looked up: a stack, static, or foreign-heap
  * address finds a NULL at one of the two levels and is "not ours", in
@@ -127,8 +128,8 @@ static void *reserve_table(size_t n, bool readable) {
 
 /* The tables for a's pages in the page map, committed, if a extends the
  * run (the run's first arena starts it): spans in a->spans, page info in
- * a->info_slot and a->info_start. false if it does not, or if the map cannot be had, and a keeps
- * a span table of its own. */
+ * a->info_slot and a->info_start. false if it does not, or if the map
+ * cannot be had, and a keeps a span table of its own. */
 static bool pagemap_extend(neap_arena *a) {
   const size_t table = NEAP_ARENA_PAGES * sizeof(neap_span *), itable = NEAP_ARENA_PAGES * sizeof(uint16_t);
   _Atomic(neap_span *) *map = NEAP_LOAD(&neap__pagemap.map);

@@ -383,7 +383,6 @@ static void wait_ms(uint32_t ms) {
   pthread_mutex_unlock(&scav.lock);
 }
 
-
 static void *scav_main(void *arg) {
   (void)arg;
   is_scavenger = true;
