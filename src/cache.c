@@ -136,6 +136,7 @@ static pthread_key_t cache_key;
 static _Atomic uint32_t live_caches; /* in the registry */
 static _Atomic uint32_t stack_epoch; /* see neap__cache_stack_trim */
 static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
+static bool abandoned; /* a forked child left the parent's other caches (reg_lock) */
 /* What caches that have gone allocated (their frees need no record: the
  * spans tell how much of it is still live). */
 static uint64_t retired_nmalloc[NEAP_NUM_CLASSES];
@@ -917,8 +918,183 @@ void neap__cache_fork(neap_fork_phase phase) {
     neap_cache *mine = neap__cache_mine(), *next;
     for (neap_cache *c = registry; c != NULL; c = next) {
       next = c->reg_next;
-      if (c != mine) unregister_locked(c);
+      if (c != mine) {
+        unregister_locked(c);
+        abandoned = true;
+      }
     }
   }
   pthread_mutex_unlock(&reg_lock);
 }
+
+#if NEAP_HEAP_CHECK
+/* --- the heap checker's part (check.c): every registered cache, under the
+ * registry lock, with its owner thread kept still by the caller. */
+#include "check.h"
+
+uint64_t neap__cache_pool_inuse(void) { return cache_pool.inuse; }
+
+/* Whether s is a live span of class cls (its base maps back to it). */
+static bool live_small_span(neap_span *s, unsigned cls) {
+  return s != NULL && atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
+         s->sizeclass == cls && neap__span_of(s->base) == s;
+}
+
+/* Whether object p of a fresh span reads as the span made it: its mark
+ * (link 0) and zeros (calloc will not clear it). */
+static bool pristine(const neap_word *p, uint32_t size) {
+  if (p[0] != 0 || p[1] != NEAP_MARK_KEY) return false;
+  const unsigned char *b = (const unsigned char *)p;
+  for (uint32_t i = 16; i < size; i++)
+    if (b[i] != 0) return false;
+  return true;
+}
+
+/* The slot's current span and window. */
+static void check_current(neap_check *ck, neap_cache *c, neap_slot *slot, unsigned cls) {
+  neap_span *s = slot->span;
+  uint64_t bits = NEAP_LOAD(&slot->bits);
+  if (s == NULL) {
+    NEAP_CHECK(ck, bits == 0, "cache slot without a span has a window", slot);
+    return;
+  }
+  if (!NEAP_CHECK(ck, live_small_span(s, cls), "cache slot's span is not a live span of its class", s)) return;
+  ck->cache_spans++;
+  NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && s->list == NEAP_LIST_CURRENT, "current span not owned as current", s);
+  NEAP_CHECK(ck, s->next_word < s->nwords && slot->inuse == neap__span_inuse(s, s->next_word) &&
+                     slot->base == s->base + (uintptr_t)s->next_word * 64u * s->elemsize,
+             "cache window is not its span's word", s);
+  if (s->next_word >= s->nwords) return;
+  NEAP_CHECK(ck, (bits & NEAP_LOAD(neap__span_inuse(s, s->next_word))) == 0, "cache window holds objects in use", s);
+  NEAP_CHECK(ck, s->relist_at == 0 && live_of(s) == neap__span_live(s) + neap__popcount(bits),
+             "current span's live count differs from its bitmap", s);
+  NEAP_CHECK(ck, (NEAP_LOAD(&slot->seq) & 1) == 0, "cache slot's sequence count is odd", slot);
+  if (s->needzero) return;
+  /* Not yet used: the window's objects and the free ones past it. */
+  for (unsigned i = 0; i < s->nelems; i++) {
+    unsigned w = i >> 6;
+    bool fresh = w == s->next_word ? neap__bit(bits, i) : w > s->next_word && !neap__span_held(s, i) &&
+                                                              !neap__bit(NEAP_LOAD(neap__span_remote(s, w)), i);
+    if (fresh && !pristine((const neap_word *)(s->base + (uintptr_t)i * s->elemsize), s->elemsize)) {
+      neap__check_fail(ck, "object of a fresh span is not zero (written while free?)",
+                       (void *)(s->base + (uintptr_t)i * s->elemsize));
+      return;
+    }
+  }
+}
+
+/* The slot's free stack: n objects, each holding the stack's mark, each
+ * the start of an object its span has in use, and none twice (a repeat
+ * makes the list periodic from there on, so the last object would appear
+ * earlier: a second walk looks for it). */
+static void check_stack(neap_check *ck, neap_slot *slot, unsigned cls) {
+  uint64_t w = NEAP_LOAD(&slot->stack);
+  uint32_t n = neap__stack_n(w);
+  if (!NEAP_CHECK(ck, n <= slot->cap, "free stack holds more than its capacity", slot)) return;
+  neap_word *p = NEAP_LOAD(&slot->top), *last = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!NEAP_CHECK(ck, p != NULL && neap__mark_key(p) == slot->marker,
+                    "object on a free stack lost its mark (written after free?)", p))
+      return;
+    neap_span *s = neap__span_of((uintptr_t)p);
+    if (!NEAP_CHECK(ck, live_small_span(s, cls), "object on a free stack is not in a span of its class", p)) return;
+    uintptr_t off = (uintptr_t)p - s->base;
+    unsigned idx = (unsigned)((off * s->divmul) >> 32);
+    if (!NEAP_CHECK(ck, (uintptr_t)idx * s->elemsize == off && idx < s->nelems,
+                    "object on a free stack is not an object's start", p))
+      return;
+    if (!NEAP_CHECK(ck, neap__span_held(s, idx), "object on a free stack is free in its span", p)) return;
+    last = p;
+    p = (neap_word *)p[0];
+  }
+  ck->stacked[cls] += n;
+  p = NEAP_LOAD(&slot->top);
+  for (uint32_t i = 0; i + 1 < n; i++, p = (neap_word *)p[0])
+    if (!NEAP_CHECK(ck, p != last, "object twice on a free stack", p)) return;
+}
+
+/* One own list: links both ways, each span owned by c, of class cls, on
+ * this list, its live count as its bitmap says. Returns its length, and
+ * its pages in *pages. */
+static uint32_t check_own_list(neap_check *ck, neap_cache *c, neap_link *head, unsigned cls, uint8_t which,
+                               uint32_t *pages) {
+  uint64_t limit = neap__span_pool_inuse();
+  uint32_t count = 0;
+  *pages = 0;
+  for (neap_link *l = head->next; l != head; l = l->next) {
+    if (!NEAP_CHECK(ck, l->next->prev == l && l->prev->next == l, "cache's own list links broken", l)) break;
+    neap_span *s = span_of_link(l);
+    if (!NEAP_CHECK(ck, live_small_span(s, cls), "cache's own list holds a span that is not live", s)) break;
+    if (!NEAP_CHECK(ck, ++count <= limit, "cache's own list is a cycle", s)) break;
+    *pages += s->npages;
+    ck->cache_spans++;
+    NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && s->list == which, "span on a cache's own list not owned there", s);
+    uint32_t live = live_of(s);
+    NEAP_CHECK(ck, live == neap__span_live(s) && s->relist_at == relist_threshold(s, which),
+               "owned span's live count differs from its bitmap", s);
+    if (which == NEAP_LIST_OWN_EMPTY) NEAP_CHECK(ck, live == 0, "span on a cache's empty list has objects", s);
+    if (which == NEAP_LIST_OWN_PARTIAL) NEAP_CHECK(ck, live != 0, "span on a cache's partial list is empty", s);
+    if (which == NEAP_LIST_OWN_FULL) NEAP_CHECK(ck, s->countdown > 0, "span on a cache's full list has room", s);
+  }
+  return count;
+}
+
+/* A chain of spans through pending_next (an inbox, a pending stack): each
+ * notified, at most as many as there are spans. Returns how many. */
+uint64_t neap__check_pending_chain(neap_check *ck, neap_span *s, const char *what) {
+  uint64_t n = 0, limit = neap__span_pool_inuse();
+  for (; s != NULL; s = s->pending_next) {
+    if (!NEAP_CHECK(ck, ++n <= limit, what, s)) break;
+    if (!NEAP_CHECK(ck, atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
+                            (atomic_load(&s->rword) & NEAP_RW_NOTIFIED),
+                    what, s))
+      break;
+  }
+  return n;
+}
+
+static void check_one(neap_check *ck, neap_cache *c) {
+  size_t grown = 0;
+  uint32_t empty_pages = 0;
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_slot *slot = &c->slot[cls];
+    if (!NEAP_CHECK(ck, slot->marker == (NEAP_MARK_KEY | (uintptr_t)slot) && slot->size == neap__class_size[cls] &&
+                            slot->divmul == neap__class_divmul[cls] && slot->cap_start <= slot->cap &&
+                            slot->cap <= slot->cap_max,
+                    "cache slot's constants are wrong", slot))
+      return;
+    grown += stack_growth(slot);
+    check_current(ck, c, slot, cls);
+    check_stack(ck, slot, cls);
+    uint32_t pages;
+    check_own_list(ck, c, &c->own_partial[cls], cls, NEAP_LIST_OWN_PARTIAL, &pages);
+    check_own_list(ck, c, &c->own_full[cls], cls, NEAP_LIST_OWN_FULL, &pages);
+    uint32_t n = check_own_list(ck, c, &c->own_empty[cls], cls, NEAP_LIST_OWN_EMPTY, &pages);
+    NEAP_CHECK(ck, n == c->nempty[cls], "cache's count of empty spans is wrong", c);
+    empty_pages += pages;
+  }
+  NEAP_CHECK(ck, grown == c->stack_grown, "cache's stack growth total is wrong", c);
+  NEAP_CHECK(ck, empty_pages == c->empty_pages, "cache's count of empty pages is wrong", c);
+  ck->inbox_spans += neap__check_pending_chain(ck, atomic_load(&c->inbox), "cache's inbox is broken");
+}
+
+void neap__cache_check(neap_check *ck) {
+  /* The empty cache stays empty: the fast paths only ever read it. */
+  static const neap_slot zero_slot;
+  for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++)
+    NEAP_CHECK(ck, memcmp(&neap__empty_cache.slot[cls], &zero_slot, sizeof zero_slot) == 0,
+               "the empty cache was written", &neap__empty_cache.slot[cls]);
+  pthread_mutex_lock(&reg_lock);
+  ck->abandoned = abandoned;
+  for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
+    if (!NEAP_CHECK(ck, c->reg_next == NULL || c->reg_next->reg_prev == c, "cache registry links broken", c)) break;
+    if (ck->ncaches < NEAP_CHECK_MAX_CACHES) ck->caches[ck->ncaches++] = c;
+    else ck->caches_overflow = true;
+    check_one(ck, c);
+  }
+  if (!ck->caches_overflow)
+    NEAP_CHECK(ck, atomic_load_explicit(&live_caches, memory_order_relaxed) == ck->ncaches,
+               "cache registry count is wrong", registry);
+  pthread_mutex_unlock(&reg_lock);
+}
+#endif

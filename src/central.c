@@ -219,3 +219,46 @@ void neap__central_fork(neap_fork_phase phase) {
     else pthread_mutex_unlock(&centrals[cls].lock);
   }
 }
+
+#if NEAP_HEAP_CHECK
+/* --- the heap checker's part (check.c): each central's lists and pending
+ * stack, under its lock. */
+#include "check.h"
+
+static void check_list(neap_check *ck, neap_central *c, unsigned cls, uint8_t which) {
+  uint64_t limit = neap__span_pool_inuse(), n = 0;
+  neap_span *prev = NULL;
+  for (neap_span *s = c->lists[which]; s != NULL; prev = s, s = s->next) {
+    if (!NEAP_CHECK(ck, ++n <= limit, "central list is a cycle", s)) return;
+    if (!NEAP_CHECK(ck, s->prev == prev, "central list links broken", s)) return;
+    if (!NEAP_CHECK(ck, atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
+                            s->sizeclass == cls && neap__span_of(s->base) == s,
+                    "central list holds a span that is not live", s))
+      return;
+    ck->central_spans++;
+    uint64_t v = atomic_load(&s->rword);
+    NEAP_CHECK(ck, s->list == which && NEAP_LOAD(&s->owner) == NULL && !(v & (NEAP_RW_CACHED | NEAP_RW_DEAD)),
+               "span on a central list is not the central's", s);
+    bool room = neap__span_next_free_word(s, 0) < s->nwords;
+    NEAP_CHECK(ck, room == (which == LIST_PARTIAL), "span on the wrong central list for its room", s);
+    /* An empty span, or one with frees not merged, waits for a drain. */
+    if (neap__span_live(s) == 0 || (v & NEAP_RW_COUNT_MASK) != 0)
+      NEAP_CHECK(ck, (v & NEAP_RW_NOTIFIED) != 0, "central span needing a drain is not queued", s);
+  }
+}
+
+void neap__central_check(neap_check *ck) {
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !ck->failed; cls++) {
+    neap_central *c = &centrals[cls];
+    pthread_mutex_lock(&c->lock);
+    NEAP_CHECK(ck, c->lists[LIST_NONE] == NULL, "central's unused list head is set", c);
+    check_list(ck, c, cls, LIST_PARTIAL);
+    check_list(ck, c, cls, LIST_FULL);
+    neap_span *p = atomic_load_explicit(&c->pending, memory_order_acquire);
+    ck->pending_spans += neap__check_pending_chain(ck, p, "central's pending stack is broken");
+    for (; p != NULL && !ck->failed; p = p->pending_next)
+      NEAP_CHECK(ck, p->sizeclass == cls, "span on another class's pending stack", p);
+    pthread_mutex_unlock(&c->lock);
+  }
+}
+#endif

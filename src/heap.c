@@ -613,3 +613,121 @@ void neap__heap_snapshot(neap_heap_snapshot *out) {
   }
   pthread_mutex_unlock(&heap.lock);
 }
+
+#if NEAP_HEAP_CHECK
+/* --- the heap checker's part (check.c): every page of every arena, under
+ * the heap lock. */
+#include "check.h"
+
+void neap__heap_check_targets(neap_check_targets *t) {
+  t->pa = &heap.pa;
+  t->pages_inuse = &heap.pages_inuse;
+  t->pages_lazy = &heap.pages_lazy;
+}
+
+/* A span the page map holds, at its first page: live, where its pages
+ * are, and (small spans) its bitmaps; counted by kind and owner. */
+static void check_span(neap_check *ck, neap_span *s, uint64_t pg) {
+  uint8_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+  if (!NEAP_CHECK(ck, state == (s->sizeclass ? NEAP_SPAN_SMALL : NEAP_SPAN_LARGE), "span in the page map is not live",
+                  s))
+    return;
+  if (!NEAP_CHECK(ck, s->npages != 0 && s->base == page_addr(pg) && pg + s->npages <= heap.grown &&
+                          page_addr(pg + s->npages - 1) == s->base + ((uintptr_t)(s->npages - 1) << NEAP_PAGE_SHIFT),
+                  "span's pages are not where the page map has them", s))
+    return;
+  neap_cache *owner = NEAP_LOAD(&s->owner);
+  if (s->sizeclass == 0) {
+    NEAP_CHECK(ck, owner == NULL && atomic_load(&s->rword) == 0 && s->elemsize == 0, "large span's fields are wrong",
+               s);
+    ck->large_spans++;
+    ck->large_bytes += neap__span_bytes(s);
+    return;
+  }
+  neap__span_check(ck, s);
+  if (atomic_load(&s->rword) & NEAP_RW_NOTIFIED) ck->notified_spans++;
+  if (owner == NULL) {
+    NEAP_CHECK(ck, s->list == NEAP_LIST_PARTIAL || s->list == NEAP_LIST_FULL, "span no cache owns is on no central list",
+               s);
+    ck->unowned_spans++;
+  } else if (neap__check_cache_known(ck, owner)) {
+    NEAP_CHECK(ck, s->list >= NEAP_LIST_CURRENT, "span a cache owns is not on its lists", s);
+    ck->owned_spans++;
+  } else {
+    NEAP_CHECK(ck, ck->abandoned, "span owned by a cache that is not registered", s);
+  }
+}
+
+void neap__heap_check_pages(neap_check *ck) {
+  pthread_mutex_lock(&heap.lock);
+  if (heap.inited)
+    NEAP_CHECK(ck, neap__pa_check(&heap.pa), "page allocator's summaries, bitmaps or totals are wrong", &heap.pa);
+  NEAP_CHECK(ck, heap.reserved == (uint64_t)heap.narenas * NEAP_ARENA_PAGES && heap.grown <= heap.reserved,
+             "heap's arena counts are wrong", &heap);
+  uint64_t span_pages = 0, lazy = 0, end = 0;
+  neap_span *cur = NULL;
+  for (size_t k = 0; k < heap.narenas && !ck->failed; k++) {
+    neap_arena *a = heap.arenas[k];
+    if (!NEAP_CHECK(ck, a->first_page == (uint64_t)k * NEAP_ARENA_PAGES && (a->base & (NEAP_ARENA_SIZE - 1)) == 0 &&
+                            neap__arena_of(a->base) == a && neap__arena_of(a->base + NEAP_ARENA_SIZE - 1) == a,
+                    "arena index does not find the arena", (void *)a->base))
+      break;
+    uintptr_t off;
+    bool mapped = neap__pagemap_covers(a->base, &off);
+    NEAP_CHECK(ck, mapped == (a->info_slot != NULL), "arena's page info and the page map's run differ", (void *)a->base);
+    if (mapped)
+      NEAP_CHECK(ck, a->spans == NEAP_LOAD(&neap__pagemap.map) + (off >> NEAP_PAGE_SHIFT),
+                 "arena's span table is not its part of the page map", (void *)a->base);
+    uint32_t chunk_pages = 0;
+    for (uint64_t i = 0; i < NEAP_ARENA_PAGES && !ck->failed; i++) {
+      uint64_t pg = a->first_page + i;
+      uintptr_t addr = a->base + (i << NEAP_PAGE_SHIFT);
+      neap_span *e = NEAP_LOAD(&a->spans[i]);
+      neap_pa_page st = heap.inited ? neap__pa_page_state(&heap.pa, pg) : NEAP_PA_NOT_GROWN;
+      if ((a->lazy[i >> 6] >> (i & 63)) & 1) {
+        lazy++;
+        NEAP_CHECK(ck, st == NEAP_PA_SCAVENGED, "lazy bit on a page not returned to the OS", (void *)addr);
+      }
+      if (cur != NULL && pg < end) {
+        NEAP_CHECK(ck, e == cur, "page of a span maps to another", (void *)addr);
+      } else if (e != NULL) {
+        if (!NEAP_CHECK(ck, e->first_page == pg, "page maps to a span that does not cover it", (void *)addr)) break;
+        cur = e;
+        end = pg + e->npages;
+        check_span(ck, e, pg);
+      } else {
+        cur = NULL;
+      }
+      if (e != NULL) {
+        NEAP_CHECK(ck, st == NEAP_PA_INUSE, "page of a span is free in the page allocator", (void *)addr);
+        span_pages++;
+        chunk_pages++;
+      } else {
+        NEAP_CHECK(ck, st != NEAP_PA_INUSE, "page in use in the page allocator belongs to no span", (void *)addr);
+      }
+      if (a->info_slot != NULL) {
+        NEAP_CHECK(ck, NEAP_LOAD(&a->info_slot[i]) == neap__pinfo_slot_of(e), "page info's class slot is wrong",
+                   (void *)addr);
+        if (e != NULL)
+          NEAP_CHECK(ck, NEAP_LOAD(&a->info_start[i]) == neap__pinfo_start_of(pg - e->first_page, addr),
+                     "page info's span offset is wrong", (void *)addr);
+      }
+      if (i % NEAP_CHUNK_PAGES == NEAP_CHUNK_PAGES - 1) {
+        NEAP_CHECK(ck, a->chunk_inuse[i / NEAP_CHUNK_PAGES] == chunk_pages, "chunk's count of pages in use is wrong",
+                   (void *)(addr - NEAP_CHUNK_SIZE + NEAP_PAGE_SIZE));
+        chunk_pages = 0;
+      }
+    }
+  }
+  if (!ck->failed) {
+    NEAP_CHECK(ck, cur == NULL || end <= heap.reserved, "span runs past the heap", cur);
+    NEAP_CHECK(ck, span_pages == heap.pages_inuse, "heap's count of pages in spans is wrong", &heap.pages_inuse);
+    NEAP_CHECK(ck, lazy == heap.pages_lazy, "heap's count of lazily returned pages is wrong", &heap.pages_lazy);
+    NEAP_CHECK(ck, heap.peak_cur >= heap.pages_inuse, "heap's demand peak is below its pages in use", &heap.peak_cur);
+    if (heap.inited)
+      NEAP_CHECK(ck, neap__pa_pages_grown(&heap.pa) - neap__pa_pages_free(&heap.pa) == span_pages,
+                 "page allocator's pages in use are not the spans' pages", &heap.pa);
+  }
+  pthread_mutex_unlock(&heap.lock);
+}
+#endif

@@ -20,6 +20,11 @@
  *   neap_assert_expensive  level >= 3: whole-structure checks (slow)
  * The checks that protect the heap from misuse (free of a pointer that is
  * not a live object) are not asserts: they run in every build.
+ *
+ * NEAP_HEAP_CHECK (on in debug builds and in the libraries the tests link,
+ * off in libneap.so and libneap.a) compiles in the heap checker,
+ * neap__heap_check (check.c): a walk of every structure that verifies
+ * every invariant the layers' essays state.
  */
 #ifndef NEAP_INTERNAL_H
 #define NEAP_INTERNAL_H
@@ -94,6 +99,9 @@ __attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, con
 #define neap_assert_expensive(e) ((void)0)
 #define NEAP_EXPENSIVE_CHECKS 0
 #endif
+#ifndef NEAP_HEAP_CHECK
+#define NEAP_HEAP_CHECK (NEAP_DEBUG >= 1)
+#endif
 
 /* A spin-wait hint to the CPU. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -116,5 +124,11 @@ size_t neap__heap_live_objects(void);
 /* The start of the live object containing p, or NULL when p is not inside
  * a live neap object. */
 void *neap__object_start(const void *p);
+/* Walks the whole heap and verifies every invariant the layers state
+ * (check.c): NULL when all hold, else a one-line description of the first
+ * violation ("heap check: <what> <address>"). The caller makes sure no
+ * other thread is inside neap meanwhile (the scavenger may be: the check
+ * holds its work lock). Allocates nothing. */
+const char *neap__heap_check(void); /* only in NEAP_HEAP_CHECK builds */
 
 #endif

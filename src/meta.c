@@ -113,3 +113,23 @@ void neap__meta_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&meta_lock);
   else pthread_mutex_unlock(&meta_lock);
 }
+
+#if NEAP_HEAP_CHECK
+/* --- the heap checker's part (check.c): the accounts, under the lock. */
+#include "check.h"
+
+void neap__meta_check_targets(neap_check_targets *t) { t->meta_inuse = &meta_inuse; }
+
+void neap__meta_check(neap_check *ck) {
+  pthread_mutex_lock(&meta_lock);
+  size_t inuse = 0, sys = 0;
+  for (int k = 0; k < NEAP_META_KINDS; k++) {
+    NEAP_CHECK(ck, kind_inuse[k] <= kind_sys[k], "metadata in use exceeds what its kind was given", &kind_inuse[k]);
+    inuse += kind_inuse[k];
+    sys += kind_sys[k];
+  }
+  NEAP_CHECK(ck, inuse == meta_inuse, "metadata in use is not the sum of its kinds", &meta_inuse);
+  NEAP_CHECK(ck, sys <= meta_mapped && bump_next <= bump_end, "metadata carved exceeds what is mapped", &meta_mapped);
+  pthread_mutex_unlock(&meta_lock);
+}
+#endif

@@ -800,6 +800,14 @@ bool neap__pa_is_free(const neap_pagealloc *pa, uint64_t page) {
   return chunk_grown(pa, c) && !bit_get(chunk_of(pa, c)->used, page & PA_CHUNK_MASK);
 }
 
+neap_pa_page neap__pa_page_state(const neap_pagealloc *pa, uint64_t page) {
+  uint64_t c = page >> PA_CHUNK_SHIFT;
+  if (page >= NEAP_MAX_PAGES || !chunk_grown(pa, c)) return NEAP_PA_NOT_GROWN;
+  const pa_chunk *ch = chunk_of(pa, c);
+  if (bit_get(ch->used, page & PA_CHUNK_MASK)) return NEAP_PA_INUSE;
+  return bit_get(ch->scav, page & PA_CHUNK_MASK) ? NEAP_PA_SCAVENGED : NEAP_PA_FREE;
+}
+
 uint64_t neap__pa_pages_grown(const neap_pagealloc *pa) { return pa->pages_grown; }
 uint64_t neap__pa_pages_free(const neap_pagealloc *pa) { return pa->pages_free; }
 uint64_t neap__pa_pages_scavenged(const neap_pagealloc *pa) { return pa->pages_scav; }

@@ -85,6 +85,10 @@ uint64_t neap__pa_count_scavenged(const neap_pagealloc *pa, uint64_t base, uint6
 
 /* Whether the page is grown and free. */
 bool neap__pa_is_free(const neap_pagealloc *pa, uint64_t page);
+/* A page's state: never grown (a fence, or past the frontier), in use,
+ * free, or free and scavenged. */
+typedef enum { NEAP_PA_NOT_GROWN, NEAP_PA_INUSE, NEAP_PA_FREE, NEAP_PA_SCAVENGED } neap_pa_page;
+neap_pa_page neap__pa_page_state(const neap_pagealloc *pa, uint64_t page);
 
 /* Totals, kept exact. */
 uint64_t neap__pa_pages_grown(const neap_pagealloc *pa);

@@ -536,3 +536,12 @@ void neap__scav_fork(neap_fork_phase phase) {
   }
   pthread_mutex_unlock(&scav.work);
 }
+
+#if NEAP_HEAP_CHECK
+#include "check.h"
+
+void neap__scav_check_hold(bool hold) {
+  if (hold) pthread_mutex_lock(&scav.work);
+  else pthread_mutex_unlock(&scav.work);
+}
+#endif

@@ -30,10 +30,12 @@
  * spares the fast path a bounds check. Counting live objects subtracts the
  * padding, and a merge of remote bits leaves it.
  *
- * Objects are never linked through their own memory. The one word neap
- * writes in a free object is its first, the free mark (cache.c), which a
- * use-after-free in the program can erase, costing the detection of a
- * later double free of that object, but cannot turn into a corrupt list.
+ * Free objects. Every object free in its span holds, in its first two
+ * words, a link (any value) and the free mark that covers it (span.h),
+ * from the moment its span is made (heap.c writes it in every object and
+ * in the tail); objects on the threads' free stacks are linked through
+ * those words (cache.c). A write after free that changes them is caught
+ * when the object next leaves a stack, or by the heap checker.
  */
 #include "heap.h"
 
@@ -117,3 +119,53 @@ unsigned neap__span_live(const neap_span *s) {
   for (unsigned w = 0; w < s->nwords; w++) n += (unsigned)neap__popcount(NEAP_LOAD(neap__span_inuse(m, w)));
   return n - padding_bits(s);
 }
+
+#if NEAP_HEAP_CHECK
+/* --- the heap checker's part (check.c) */
+#include "check.h"
+
+uint64_t neap__span_pool_inuse(void) {
+  uint64_t n = 0;
+  for (unsigned w = 0; w <= NEAP_SPAN_MAX_WORDS; w++) n += span_pools[w].inuse;
+  return n;
+}
+
+/* A live small span: its geometry is its class's; padding bits are set in
+ * both bitmaps; remote bits fall on objects in use, as many as rword
+ * counts; every free object (and the tail) holds the span's free mark.
+ * Adds the objects the program holds to ck->held. */
+void neap__span_check(neap_check *ck, neap_span *s) {
+  unsigned cls = s->sizeclass;
+  if (!NEAP_CHECK(ck, s->elemsize == neap__class_size[cls] && s->nelems == neap__class_objects[cls] &&
+                          s->npages == neap__class_pages[cls] && s->divmul == neap__class_divmul[cls] &&
+                          s->nwords == words_for_class(cls),
+                  "span's geometry is not its class's", s))
+    return;
+  uint64_t v = atomic_load(&s->rword);
+  NEAP_CHECK(ck, !(v & NEAP_RW_DEAD), "live span is marked dead", s);
+  NEAP_CHECK(ck, ((v & NEAP_RW_CACHED) != 0) == (NEAP_LOAD(&s->owner) != NULL), "span's cached flag and owner differ",
+             s);
+  unsigned remote = 0;
+  for (unsigned w = 0; w < s->nwords; w++) {
+    uint64_t pad = ~neap__span_word_objects(s, w);
+    uint64_t u = NEAP_LOAD(neap__span_inuse(s, w)), r = NEAP_LOAD(neap__span_remote(s, w));
+    if (!NEAP_CHECK(ck, (u & pad) == pad && (r & pad) == pad, "span's padding bits are not set", s)) return;
+    if (!NEAP_CHECK(ck, (r & ~u) == 0, "object freed remotely is not in use", (void *)(s->base + (uintptr_t)w * 64u *
+                                                                                                  s->elemsize)))
+      return;
+    remote += (unsigned)neap__popcount(r & ~pad);
+    ck->held[cls] += (unsigned)neap__popcount(u & ~r & ~pad);
+  }
+  NEAP_CHECK(ck, (v & NEAP_RW_COUNT_MASK) == remote, "span's remote-free count differs from its bitmap", s);
+  for (unsigned i = 0; i < s->nelems; i++) {
+    if (neap__span_held(s, i)) continue;
+    const void *p = (const void *)(s->base + (uintptr_t)i * s->elemsize);
+    if (!NEAP_CHECK(ck, neap__mark_key(p) == NEAP_MARK_KEY, "free object lost its mark (written after free?)", p))
+      return;
+  }
+  if ((size_t)s->nelems * s->elemsize < neap__span_bytes(s)) {
+    const void *tail = (const void *)(s->base + (uintptr_t)s->nelems * s->elemsize);
+    NEAP_CHECK(ck, neap__mark_key(tail) == NEAP_MARK_KEY, "span's tail lost its mark (written past an object?)", tail);
+  }
+}
+#endif

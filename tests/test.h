@@ -228,6 +228,14 @@ TEST__FN int test_done(void) {
 #define TEST_DONE() test_done()
 
 
+#if defined(NEAP_INTERNAL_H) && NEAP_HEAP_CHECK
+/* The heap checker finds nothing wrong (no other thread may be inside neap). */
+static inline void test_heap_check(const char *when) {
+  const char *m = neap__heap_check();
+  if (!CHECK(m == NULL)) fprintf(stderr, "  %s: %s\n", when, m);
+}
+#endif
+
 #ifdef NEAP_H
 /* The invariants neap.h promises for every snapshot, and monotonic
  * cumulative counts against the previous snapshot (prev may be NULL).

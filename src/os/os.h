@@ -37,11 +37,10 @@ int neap__os_reserve(void *hint, size_t size, void **out);
 int neap__os_reserve_zero(size_t size, void **out);
 
 /* Make a reserved range readable and writable. Fresh pages read as zero.
- * This is the call the fault-injection hook can make fail (ENOMEM). */
+ * For the heap's pages and the page allocator's bookkeeping. */
 int neap__os_commit(void *addr, size_t size);
-/* The same without the hook, for reserved metadata (the page map): the
- * hook tests the heap's growth, as the metadata mappings of
- * neap__os_map are not hooked either. */
+/* The same for the page map's tables (a kind of its own for the fault
+ * hook, below). */
 int neap__os_commit_meta(void *addr, size_t size);
 
 /* Hand the physical pages of a Ready range back to the kernel; the range
@@ -128,14 +127,34 @@ void neap__os_write_err(const char *s, size_t n);
 /* Kill the process with SIGABRT, without running atexit handlers. */
 __attribute__((noreturn)) void neap__os_abort(void);
 
-/* Test hook: make the Nth future commit fail with ENOMEM (1 = the next
- * one); 0 disarms. Only tests call it. */
-void neap__os_fail_commit_nth(long n);
+/* Fault injection (tests): every call that can fail belongs to one kind,
+ * and a test can make the Nth future call of a kind fail, as SQLite's
+ * fault loops do, to prove that each failure has a clean outcome (an
+ * allocation returns NULL with ENOMEM; neap keeps working). A failed call
+ * does nothing and returns the error the kernel gives for that kind when
+ * it is out of resources. Arming costs the calls one relaxed load. */
+typedef enum neap_os_call {
+  NEAP_OS_RESERVE,     /* neap__os_reserve, neap__os_reserve_zero: ENOMEM */
+  NEAP_OS_COMMIT,      /* neap__os_commit (heap growth, page allocator): ENOMEM */
+  NEAP_OS_COMMIT_META, /* neap__os_commit_meta (the page map's tables): ENOMEM */
+  NEAP_OS_RETURN,      /* neap__os_return (the scavenger's madvise): EAGAIN */
+  NEAP_OS_MAP,         /* neap__os_map (metadata, scratch): ENOMEM */
+  NEAP_OS_THREAD,      /* neap__os_thread_start (the scavenger): EAGAIN */
+  NEAP_OS_READ,        /* neap__os_open_read, neap__os_read (/proc, cgroup files): EIO */
+  NEAP_OS_PUBLISH,     /* neap__os_create_excl, write_all, rename (stats file): ENOSPC */
+  NEAP_OS_CALLS
+} neap_os_call;
+/* Make the Nth future call of `kind` fail (1 = the next one); 0 disarms. */
+void neap__os_fail_nth(neap_os_call kind, long n);
+/* The kind's name ("reserve", "commit", ...), for test reports. */
+const char *neap__os_call_name(neap_os_call kind);
 
-/* Counters of what the os layer did, for statistics and tests. */
+/* Counters of what the os layer did, for statistics and tests: calls made
+ * of each kind (failed or not), and failures injected. */
 typedef struct neap_os_counters {
-  uint64_t reserves, commits, returns, unmaps, maps;
-  uint64_t commit_failures_injected;
+  uint64_t calls[NEAP_OS_CALLS];
+  uint64_t injected[NEAP_OS_CALLS];
+  uint64_t returns, unmaps; /* successful returns and unmaps */
 } neap_os_counters;
 void neap__os_counters(neap_os_counters *out);
 

@@ -1,6 +1,6 @@
 /* The os layer on Linux: the only file in neap that makes system calls.
  *
- * It owns nothing but a few counters and the fault-injection hook. All
+ * It owns nothing but a few counters and the fault-injection hook (os.h). All
  * functions are thread-safe and may be called with any neap lock held:
  * none of them allocates, takes a lock, or calls back into neap. Errors are
  * returned as errno values; errno itself is saved and restored so that a
@@ -39,10 +39,31 @@
 extern char **environ;
 
 static size_t os_page_size;
-static _Atomic long fail_commit_countdown; /* >0: fail when it reaches 1 */
 static struct {
-  _Atomic uint64_t reserves, commits, returns, unmaps, maps, injected;
+  _Atomic uint64_t calls[NEAP_OS_CALLS], injected[NEAP_OS_CALLS];
+  _Atomic long fail_at[NEAP_OS_CALLS]; /* >0: the call that brings it to 1 fails */
+  _Atomic uint64_t returns, unmaps;
 } counters;
+
+static const char *const call_names[NEAP_OS_CALLS] = {
+    [NEAP_OS_RESERVE] = "reserve", [NEAP_OS_COMMIT] = "commit", [NEAP_OS_COMMIT_META] = "commit_meta",
+    [NEAP_OS_RETURN] = "return",   [NEAP_OS_MAP] = "map",       [NEAP_OS_THREAD] = "thread",
+    [NEAP_OS_READ] = "read",       [NEAP_OS_PUBLISH] = "publish"};
+
+/* Counts a call of `kind`; true when the fault hook says it must fail. */
+static bool injected(neap_os_call kind) {
+  atomic_fetch_add_explicit(&counters.calls[kind], 1, memory_order_relaxed);
+  long n = atomic_load_explicit(&counters.fail_at[kind], memory_order_relaxed);
+  while (NEAP_UNLIKELY(n > 0)) {
+    if (atomic_compare_exchange_weak_explicit(&counters.fail_at[kind], &n, n - 1, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      if (n != 1) return false;
+      atomic_fetch_add_explicit(&counters.injected[kind], 1, memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
 
 #define COUNT(c) atomic_fetch_add_explicit(&counters.c, 1, memory_order_relaxed)
 
@@ -57,12 +78,12 @@ size_t neap__os_page_size(void) {
 }
 
 static int reserve(void *hint, size_t size, int prot, void **out) {
+  if (injected(NEAP_OS_RESERVE)) return ENOMEM;
   int saved = errno;
   void *p = mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   int err = (p == MAP_FAILED) ? errno : 0;
   errno = saved;
   if (err) return err == ENOMEM ? ENOMEM : err;
-  COUNT(reserves);
   *out = p;
   return 0;
 }
@@ -71,33 +92,24 @@ int neap__os_reserve(void *hint, size_t size, void **out) { return reserve(hint,
 
 int neap__os_reserve_zero(size_t size, void **out) { return reserve(NULL, size, PROT_READ, out); }
 
-int neap__os_commit(void *addr, size_t size) {
-  long n = atomic_load_explicit(&fail_commit_countdown, memory_order_relaxed);
-  while (n > 0) {
-    if (atomic_compare_exchange_weak(&fail_commit_countdown, &n, n - 1)) {
-      if (n == 1) {
-        COUNT(injected);
-        return ENOMEM;
-      }
-      break;
-    }
-  }
-  return neap__os_commit_meta(addr, size);
+/* mprotect rather than a fixed mmap: it keeps the reservation's VMA
+ * flags, and neighbouring committed ranges merge into one VMA. */
+static int commit(void *addr, size_t size) {
+  int saved = errno;
+  int r = mprotect(addr, size, PROT_READ | PROT_WRITE);
+  errno = saved;
+  return r ? ENOMEM : 0;
 }
 
+int neap__os_commit(void *addr, size_t size) { return injected(NEAP_OS_COMMIT) ? ENOMEM : commit(addr, size); }
+
 int neap__os_commit_meta(void *addr, size_t size) {
-  int saved = errno;
-  /* mprotect rather than a fixed mmap: it keeps the reservation's VMA
-   * flags, and neighbouring committed ranges merge into one VMA. */
-  int r = mprotect(addr, size, PROT_READ | PROT_WRITE);
-  int err = r ? errno : 0;
-  errno = saved;
-  if (err) return ENOMEM;
-  COUNT(commits);
-  return 0;
+  return injected(NEAP_OS_COMMIT_META) ? ENOMEM : commit(addr, size);
 }
 
 int neap__os_return(void *addr, size_t size, bool dontneed, bool *lazy) {
+  if (lazy != NULL) *lazy = false;
+  if (injected(NEAP_OS_RETURN)) return EAGAIN;
   int saved = errno;
   int r = -1;
   if (!dontneed) r = madvise(addr, size, MADV_FREE);
@@ -119,12 +131,12 @@ int neap__os_unmap(void *addr, size_t size) {
 }
 
 int neap__os_map(size_t size, void **out) {
+  if (injected(NEAP_OS_MAP)) return ENOMEM;
   int saved = errno;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   int err = (p == MAP_FAILED) ? errno : 0;
   errno = saved;
   if (err) return ENOMEM;
-  COUNT(maps);
   *out = p;
   return 0;
 }
@@ -158,6 +170,7 @@ uint64_t neap__os_process_cputime(void) {
 void neap__os_yield(void) { sched_yield(); }
 
 int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
+  if (injected(NEAP_OS_THREAD)) return EAGAIN;
   int saved = errno;
   pthread_attr_t attr;
   sigset_t all, old;
@@ -189,6 +202,7 @@ bool neap__os_cpu_has_popcnt(void) {
 }
 
 int neap__os_open_read(const char *path) {
+  if (injected(NEAP_OS_READ)) return -EIO;
   int saved = errno;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   int err = fd < 0 ? errno : 0;
@@ -197,6 +211,7 @@ int neap__os_open_read(const char *path) {
 }
 
 long neap__os_read(int fd, char *buf, size_t n) {
+  if (injected(NEAP_OS_READ)) return -EIO;
   int saved = errno;
   ssize_t r;
   do r = read(fd, buf, n);
@@ -237,6 +252,7 @@ long neap__os_read_file(const char *path, char *buf, size_t n) {
 }
 
 int neap__os_create_excl(const char *path, unsigned mode) {
+  if (injected(NEAP_OS_PUBLISH)) return -ENOSPC;
   int saved = errno;
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
   int err = fd < 0 ? errno : 0;
@@ -245,6 +261,7 @@ int neap__os_create_excl(const char *path, unsigned mode) {
 }
 
 int neap__os_write_all(int fd, const char *buf, size_t n) {
+  if (injected(NEAP_OS_PUBLISH)) return ENOSPC;
   int saved = errno, err = 0;
   while (n > 0) {
     ssize_t w = write(fd, buf, n);
@@ -261,6 +278,7 @@ int neap__os_write_all(int fd, const char *buf, size_t n) {
 }
 
 int neap__os_rename(const char *from, const char *to) {
+  if (injected(NEAP_OS_PUBLISH)) return ENOSPC;
   int saved = errno;
   int err = rename(from, to) == 0 ? 0 : errno;
   errno = saved;
@@ -353,15 +371,17 @@ void neap__os_abort(void) {
   abort();
 }
 
-void neap__os_fail_commit_nth(long n) {
-  atomic_store_explicit(&fail_commit_countdown, n > 0 ? n : 0, memory_order_relaxed);
+void neap__os_fail_nth(neap_os_call kind, long n) {
+  atomic_store_explicit(&counters.fail_at[kind], n > 0 ? n : 0, memory_order_relaxed);
 }
 
+const char *neap__os_call_name(neap_os_call kind) { return kind < NEAP_OS_CALLS ? call_names[kind] : "?"; }
+
 void neap__os_counters(neap_os_counters *out) {
-  out->reserves = atomic_load_explicit(&counters.reserves, memory_order_relaxed);
-  out->commits = atomic_load_explicit(&counters.commits, memory_order_relaxed);
+  for (int k = 0; k < NEAP_OS_CALLS; k++) {
+    out->calls[k] = atomic_load_explicit(&counters.calls[k], memory_order_relaxed);
+    out->injected[k] = atomic_load_explicit(&counters.injected[k], memory_order_relaxed);
+  }
   out->returns = atomic_load_explicit(&counters.returns, memory_order_relaxed);
   out->unmaps = atomic_load_explicit(&counters.unmaps, memory_order_relaxed);
-  out->maps = atomic_load_explicit(&counters.maps, memory_order_relaxed);
-  out->commit_failures_injected = atomic_load_explicit(&counters.injected, memory_order_relaxed);
 }

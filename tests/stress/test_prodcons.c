@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "internal.h"
 #include "neap.h"
 #include "test.h"
 
@@ -105,6 +106,7 @@ static void test_memory_stays_bounded(void) {
   CHECK_EQ(atomic_load(&bad_blocks), 0);
   CHECK_EQ(neap__heap_live_bytes(), 0);
   CHECK_EQ(neap__heap_live_objects(), 0);
+  test_heap_check("after producer/consumer");
 }
 
 int main(void) {

@@ -110,6 +110,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < XCHG; i++) check_free(atomic_exchange(&exchange[i], NULL));
   neap_thread_flush();
   neap_release();
+  test_heap_check("after the threads and the scavenger");
   neap_stats_t s;
   CHECK_EQ(neap_stats_read(&s, sizeof s), 0);
   check_stats(&s);

@@ -366,5 +366,6 @@ int main(int argc, char **argv) {
   CHECK(nthreads == 1 || sent * 4 > frees); /* a good share crossed threads */
   CHECK_EQ(neap__heap_live_bytes(), 0);
   CHECK_EQ(neap__heap_live_objects(), 0);
+  test_heap_check("after the stress run");
   return TEST_DONE();
 }

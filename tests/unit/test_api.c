@@ -105,15 +105,15 @@ static void test_out_of_memory(void) {
   neap_free(neap_malloc(64)); /* the heap exists before we arm the fault */
   size_t live0 = neap__heap_live_bytes();
   neap__os_counters(&c0);
-  neap__os_fail_commit_nth(1);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 1);
   errno = 0;
   void *p = neap_malloc(opaque(big));
   int e = errno;
   neap__os_counters(&c1);
-  neap__os_fail_commit_nth(0); /* in case it never fired */
+  neap__os_fail_nth(NEAP_OS_COMMIT, 0); /* in case it never fired */
   CHECK(p == NULL);
   CHECK_EQ(e, ENOMEM);
-  CHECK_EQ(c1.commit_failures_injected - c0.commit_failures_injected, 1);
+  CHECK_EQ(c1.injected[NEAP_OS_COMMIT] - c0.injected[NEAP_OS_COMMIT], 1);
   CHECK_EQ(neap__heap_live_bytes(), live0);
   if (p) neap_free(p);
 

@@ -5,7 +5,7 @@
  *   1. pad: allocate 1 MiB blocks until the os layer reports a commit, so
  *      the heap's committed memory is (nearly) used up and what follows
  *      must grow the heap;
- *   2. arm neap__os_fail_commit_nth(N) and allocate blocks of the scenario's
+ *   2. arm neap__os_fail_nth(NEAP_OS_COMMIT, N) and allocate blocks of the scenario's
  *      size, holding them all, until one allocation fails;
  *   3. that allocation returned NULL with errno ENOMEM (posix_memalign:
  *      returned ENOMEM), exactly one fault was injected, and the heap's live
@@ -102,8 +102,8 @@ static int zero_at(const unsigned char *p, size_t from, size_t to) {
 /* Use up the committed memory: 1 MiB blocks, never touched, until the heap
  * has had to commit more. */
 static void pad_until_growth(void) {
-  uint64_t c0 = counters().commits;
-  while (npads < PAD_MAX && counters().commits == c0) {
+  uint64_t c0 = counters().calls[NEAP_OS_COMMIT];
+  while (npads < PAD_MAX && counters().calls[NEAP_OS_COMMIT] == c0) {
     void *p = neap_malloc(PAD_SIZE);
     if (!CHECK(p != NULL)) break;
     pads[npads++] = p;
@@ -170,8 +170,8 @@ static void free_all(void) {
 static void run_alloc_scenario(const struct scenario *s, long nth) {
   size_t base = neap__heap_live_bytes();
   pad_until_growth();
-  uint64_t injected0 = counters().commit_failures_injected;
-  neap__os_fail_commit_nth(nth);
+  uint64_t injected0 = counters().injected[NEAP_OS_COMMIT];
+  neap__os_fail_nth(NEAP_OS_COMMIT, nth);
   int err = 0, failed = 0, bad = 0;
   while (nheld < HELD_MAX - 1) { /* the retry below needs a slot */
     void *p = alloc_one(s, &err);
@@ -182,8 +182,8 @@ static void run_alloc_scenario(const struct scenario *s, long nth) {
     bad += !good_block(s, p);
     held[nheld++] = p;
   }
-  uint64_t injected = counters().commit_failures_injected - injected0;
-  if (!failed) neap__os_fail_commit_nth(0);
+  uint64_t injected = counters().injected[NEAP_OS_COMMIT] - injected0;
+  if (!failed) neap__os_fail_nth(NEAP_OS_COMMIT, 0);
   if (!CHECK(failed) || !CHECK_EQ(err, ENOMEM) || !CHECK_EQ(injected, 1) || !CHECK_EQ(bad, 0))
     fprintf(stderr, "  scenario \"%s\", N=%ld: %zu blocks held\n", s->name, nth, nheld);
   CHECK_EQ(neap__heap_live_bytes(), base + usable_sum(held, nheld) + usable_sum(pads, npads));
@@ -195,7 +195,7 @@ static void run_alloc_scenario(const struct scenario *s, long nth) {
     fprintf(stderr, "  scenario \"%s\", N=%ld: retry gave %p (errno %d)\n", s->name, nth, p, err);
   if (p) held[nheld++] = p;
   CHECK_EQ(neap__heap_live_bytes(), base + usable_sum(held, nheld) + usable_sum(pads, npads));
-  neap__os_fail_commit_nth(0);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 0);
 
   free_all();
   CHECK_EQ(neap__heap_live_bytes(), base);
@@ -213,8 +213,8 @@ static void run_realloc_scenario(const struct scenario *s, long nth) {
     fill(blocks[i], from, i);
   }
   pad_until_growth();
-  uint64_t injected0 = counters().commit_failures_injected;
-  neap__os_fail_commit_nth(nth);
+  uint64_t injected0 = counters().injected[NEAP_OS_COMMIT];
+  neap__os_fail_nth(NEAP_OS_COMMIT, nth);
   size_t i = 0;
   int failed = 0, err = 0, moved_bad = 0;
   for (; i < count; i++) {
@@ -229,8 +229,8 @@ static void run_realloc_scenario(const struct scenario *s, long nth) {
     moved_bad += !intact(q, from, i) || neap_usable_size(q) < to;
     blocks[i] = q;
   }
-  uint64_t injected = counters().commit_failures_injected - injected0;
-  if (!failed) neap__os_fail_commit_nth(0);
+  uint64_t injected = counters().injected[NEAP_OS_COMMIT] - injected0;
+  if (!failed) neap__os_fail_nth(NEAP_OS_COMMIT, 0);
   if (!CHECK(failed) || !CHECK_EQ(err, ENOMEM) || !CHECK_EQ(injected, 1) || !CHECK_EQ(moved_bad, 0))
     fprintf(stderr, "  scenario \"%s\", N=%ld: %zu reallocs done\n", s->name, nth, i);
   CHECK_EQ(neap__heap_live_bytes(), base + usable_sum(blocks, count) + usable_sum(pads, npads));
@@ -250,7 +250,7 @@ static void run_realloc_scenario(const struct scenario *s, long nth) {
       blocks[i] = q;
     }
   }
-  neap__os_fail_commit_nth(0);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 0);
   for (size_t j = 0; j < count; j++) neap_free(blocks[j]);
   free_all();
   CHECK_EQ(neap__heap_live_bytes(), base);

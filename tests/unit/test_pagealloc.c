@@ -662,9 +662,9 @@ static void test_scavenged(void) {
  * failure leaves it as it was. */
 static void test_fault_injection(void) {
   neap_pagealloc pa = {0};
-  neap__os_fail_commit_nth(1);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 1);
   CHECK_EQ(neap__pa_init(&pa), ENOMEM);
-  neap__os_fail_commit_nth(0);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 0);
   CHECK(neap__pa_check(&pa));
   CHECK_EQ(neap__pa_grow(&pa, 0, 2 * CP), 0);
   CHECK_EQ(neap__pa_alloc(&pa, 100, NULL), 0);
@@ -672,9 +672,9 @@ static void test_fault_injection(void) {
   /* A grow far away needs new granules at several summary levels, new
    * bits and a new block of chunk bitmaps. Fail its first commit, then its
    * second, third, ... until it goes through. */
-  neap__os_fail_commit_nth(1);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 1);
   CHECK_EQ(neap__pa_grow(&pa, 40000 * CP, 3 * CP), ENOMEM);
-  neap__os_fail_commit_nth(0);
+  neap__os_fail_nth(NEAP_OS_COMMIT, 0);
   int failures = 0, err;
   for (;;) {
     CHECK(neap__pa_check(&pa));
@@ -686,9 +686,9 @@ static void test_fault_injection(void) {
     uint64_t p = neap__pa_alloc(&pa, 7, NULL);
     CHECK_EQ(p, 100);
     neap__pa_free(&pa, p, 7);
-    neap__os_fail_commit_nth(2);
+    neap__os_fail_nth(NEAP_OS_COMMIT, 2);
     err = neap__pa_grow(&pa, 40000 * CP, 3 * CP);
-    neap__os_fail_commit_nth(0);
+    neap__os_fail_nth(NEAP_OS_COMMIT, 0);
     if (err == 0 || failures > 50) break;
     CHECK_EQ(err, ENOMEM);
     failures++;
