@@ -9,8 +9,14 @@
 #   make bench-micro      the malloc/free microbenchmarks (bench/run-micro.sh)
 #   make bench-programs   real programs (python, sqlite, git, gcc, perl, lua)
 #                 under glibc, mimalloc and neap: wall time and peak RSS
-#   make asan     the unit and stress tests under AddressSanitizer+UBSan
-#   make tsan     the unit and stress tests under ThreadSanitizer
+#   make asan     the unit, stress and fuzz tests under AddressSanitizer+UBSan
+#                 (each random fuzz slice ASAN_FUZZ_SECONDS long)
+#   make tsan     the same under ThreadSanitizer (TSAN_FUZZ_SECONDS)
+#   make fuzz     the fuzzing campaign: libFuzzer (clang, ASan+UBSan) on the
+#                 API and text targets, then the 4-thread API fuzzer under
+#                 TSan, FUZZ_SECONDS in all (default 600); new inputs that
+#                 reach new code collect in build-fuzz/corpus
+#                 (tests/fuzz/README.md)
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
@@ -19,7 +25,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DNEAP_WERROR=ON
 endif
 
-.PHONY: all build demo test bench bench-quick bench-micro bench-programs asan tsan clean
+.PHONY: all build demo test bench bench-quick bench-micro bench-programs asan tsan fuzz clean
 
 all: build
 
@@ -48,19 +54,33 @@ bench-micro: build
 bench-programs: build
 	bash bench/programs.sh
 
+ASAN_FUZZ_SECONDS ?= 45
+TSAN_FUZZ_SECONDS ?= 25
+FUZZ_SECONDS ?= 600
+
 # Sanitizer builds test the native API (no malloc override); each uses its
 # own build tree.
 asan:
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNEAP_SANITIZE=address $(CMAKE_FLAGS)
 	$(CMAKE) --build build-asan -j $(JOBS)
-	cd build-asan && NEAP_STRESS_SCALE=0.25 ctest --output-on-failure -j $(JOBS) -L 'unit|stress'
+	cd build-asan && NEAP_STRESS_SCALE=0.25 NEAP_FUZZ_SECONDS=$(ASAN_FUZZ_SECONDS) \
+	  ctest --output-on-failure -j $(JOBS) -L 'unit|stress|fuzz'
 
 tsan:
 	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEAP_SANITIZE=thread $(CMAKE_FLAGS)
 	$(CMAKE) --build build-tsan -j $(JOBS)
 	# test_pagealloc is single-threaded (the heap lock serialises the page
 	# allocator): ThreadSanitizer has nothing to find there, ASan runs it.
-	cd build-tsan && NEAP_STRESS_SCALE=0.25 ctest --output-on-failure -j $(JOBS) -L 'unit|stress' -E test_pagealloc
+	cd build-tsan && NEAP_STRESS_SCALE=0.25 NEAP_FUZZ_SECONDS=$(TSAN_FUZZ_SECONDS) \
+	  ctest --output-on-failure -j $(JOBS) -L 'unit|stress|fuzz' -E test_pagealloc
+
+fuzz:
+	$(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DNEAP_SANITIZE=address -DNEAP_LIBFUZZER=ON $(CMAKE_FLAGS)
+	$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz_api fuzz_text
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEAP_SANITIZE=thread $(CMAKE_FLAGS)
+	$(CMAKE) --build build-tsan -j $(JOBS) --target fuzz_api
+	sh tests/fuzz/campaign.sh build-fuzz build-tsan $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

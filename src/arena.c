@@ -151,7 +151,7 @@ static bool pagemap_extend(neap_arena *a) {
     return false;
   if (neap__os_commit_meta(map + n, table) != 0) return false;
   neap__meta_note_mapped(table, NEAP_META_ARENA);
-  _Atomic uint32_t *start = (_Atomic uint32_t *)((char *)info + NEAP_PINFO_STARTS) + n;
+  _Atomic uint32_t *start = (_Atomic uint32_t *)(void *)((char *)info + NEAP_PINFO_STARTS) + n;
   if (neap__os_commit_meta(info + n, itable) != 0 || neap__os_commit_meta(start, 2 * itable) != 0)
     return false; /* what was committed stays so, unused */
   neap__meta_note_mapped(3 * itable, NEAP_META_ARENA);

@@ -222,7 +222,7 @@ static NEAP_NOINLINE void *malloc_medium(size_t size) {
 void *neap_malloc(size_t size) {
   if (NEAP_LIKELY(size <= NEAP_SIZE_TO_CLASS16_MAX)) {
     neap_cache *c = neap__tls_cache;
-    return slot_alloc(c, (neap_slot *)((char *)c + size_to_slot16[(size + 15) >> 4]));
+    return slot_alloc(c, (neap_slot *)(void *)((char *)c + size_to_slot16[(size + 15) >> 4]));
   }
   return malloc_medium(size);
 }

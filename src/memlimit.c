@@ -26,11 +26,16 @@
  * NEAP_CGROUP_ROOT names a directory to read all of these under instead
  * of /, so that tests run against fake trees anywhere.
  *
+ * Files that exist but cannot be read (a descriptor limit, an I/O error)
+ * make the whole look fail: no limit, as with none, rather than a limit
+ * read from part of the tree that may not be the one the kernel enforces.
+ *
  * Everything is read with the os layer's open/read into static buffers:
  * this runs from the first thread cache's creation, and may not allocate.
  * Locking: configure runs once (an atomic flag), under a mutex that also
  * guards the static buffers.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -52,6 +57,7 @@ static neap_limit_source limit_source;
 
 typedef struct reader {
   int fd;
+  bool failed; /* a read failed: what was read is not the whole file */
   char buf[2048];
   size_t len, pos;
 } reader;
@@ -64,6 +70,7 @@ static bool next_line(reader *r, char *line, size_t cap) {
   for (;;) {
     if (r->pos == r->len) {
       long got = neap__os_read(r->fd, r->buf, sizeof r->buf);
+      if (got < 0) r->failed = true;
       if (got <= 0) break;
       r->len = (size_t)got;
       r->pos = 0;
@@ -87,10 +94,13 @@ static bool join(char *out, size_t cap, const char *a, const char *b, const char
 }
 
 /* A decimal number or "max" from a cgroup file: the value, or 0 for none
- * (absent, "max", unreadable). */
-static uint64_t read_limit_file(const char *path, bool v1) {
+ * (absent, "max", not a number). A file that exists but cannot be read
+ * sets *failed. */
+static uint64_t read_limit_file(const char *path, bool v1, bool *failed) {
   char buf[64];
-  if (neap__os_read_file(path, buf, sizeof buf) <= 0) return 0;
+  long got = neap__os_read_file(path, buf, sizeof buf);
+  if (got < 0 && got != -ENOENT) *failed = true;
+  if (got <= 0) return 0;
   uint64_t v = 0;
   size_t i = 0;
   if (buf[0] < '0' || buf[0] > '9') return 0; /* "max" */
@@ -160,6 +170,7 @@ static bool read_self_cgroup(const char *root) {
   cg->r.fd = neap__os_open_read(cg->path);
   if (cg->r.fd < 0) return false;
   cg->r.len = cg->r.pos = 0;
+  cg->r.failed = false;
   while (next_line(&cg->r, cg->line, sizeof cg->line)) {
     char *c1 = strchr(cg->line, ':');
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -170,7 +181,7 @@ static bool read_self_cgroup(const char *root) {
     else if (has_token(ctrls, "memory")) join(cg->cg_v1, sizeof cg->cg_v1, path, "", "");
   }
   neap__os_close(cg->r.fd);
-  return cg->cg_v1[0] || cg->cg_v2[0];
+  return !cg->r.failed && (cg->cg_v1[0] || cg->cg_v2[0]);
 }
 
 static void read_mounts(const char *root) {
@@ -179,6 +190,7 @@ static void read_mounts(const char *root) {
   cg->r.fd = neap__os_open_read(cg->path);
   if (cg->r.fd < 0) return;
   cg->r.len = cg->r.pos = 0;
+  cg->r.failed = false;
   while (next_line(&cg->r, cg->line, sizeof cg->line)) {
     char *f[32];
     size_t n = split(cg->line, f, 32), dash = 0;
@@ -200,20 +212,23 @@ static void read_mounts(const char *root) {
     }
   }
   neap__os_close(cg->r.fd);
+  if (cg->r.failed) cg->mnt_v1[0] = cg->mnt_v2[0] = 0; /* part of it unseen: trust none */
 }
 
 /* The smallest limit from dir up to the mount point mnt (dir starts with
- * mnt), every path read under root. */
+ * mnt), every path read under root; 0 if there is none, or if a limit
+ * file could not be read (a parent's unread limit may be the smallest). */
 static uint64_t walk_up(const char *root, const char *mnt, bool v1) {
   static const char *const v2_files[] = {"/memory.max", "/memory.high"};
   static const char *const v1_files[] = {"/memory.limit_in_bytes"};
   const char *const *files = v1 ? v1_files : v2_files;
   size_t nfiles = v1 ? 1 : 2, lm = strlen(mnt);
   uint64_t best = 0;
+  bool failed = false;
   for (;;) {
     for (size_t i = 0; i < nfiles; i++) {
       if (!join(cg->path, sizeof cg->path, root, cg->dir, files[i])) continue;
-      uint64_t v = read_limit_file(cg->path, v1);
+      uint64_t v = read_limit_file(cg->path, v1, &failed);
       if (v != 0 && (best == 0 || v < best)) best = v;
     }
     size_t l = strlen(cg->dir);
@@ -222,7 +237,7 @@ static uint64_t walk_up(const char *root, const char *mnt, bool v1) {
     if (l > lm && l > 1) l--;                   /* and its slash */
     cg->dir[l] = 0;
   }
-  return best;
+  return failed ? 0 : best;
 }
 
 /* The cgroup directory: the mount point plus the process's path with the

@@ -15,14 +15,14 @@
 #include "options.h"
 #include "os/os.h"
 
-neap_options neap__opt = {
 #define NEAP__OPT_DEFAULT(name, kind, def, lo, hi, help) .name = def,
-    NEAP_OPTIONS(NEAP__OPT_DEFAULT)
-#undef NEAP__OPT_DEFAULT
 #define NEAP__ENV_DEFAULT(name, var, kind, def, lo, hi, help) .name = def,
-    NEAP_ENV_OPTIONS(NEAP__ENV_DEFAULT)
+#define DEFAULTS {NEAP_OPTIONS(NEAP__OPT_DEFAULT) NEAP_ENV_OPTIONS(NEAP__ENV_DEFAULT)}
+const neap_options neap__opt_defaults = DEFAULTS;
+neap_options neap__opt = DEFAULTS;
+#undef DEFAULTS
+#undef NEAP__OPT_DEFAULT
 #undef NEAP__ENV_DEFAULT
-};
 
 static _Atomic int parsed;
 
@@ -65,7 +65,7 @@ static void puts0(line *l, const char *s) { put(l, s, strlen(s)); }
 static void putnum(line *l, long v) {
   char num[24];
   size_t n = sizeof num;
-  unsigned long u = (unsigned long)(v < 0 ? -v : v);
+  unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
   do num[--n] = (char)('0' + u % 10);
   while ((u /= 10) != 0);
   if (v < 0) num[--n] = '-';
@@ -77,7 +77,8 @@ static void send(line *l) {
   neap__os_write_err(l->buf, l->n);
 }
 
-static void warn_key(const char *what, const char *key, size_t klen, const char *tail) {
+static void warn_key(bool warn, const char *what, const char *key, size_t klen, const char *tail) {
+  if (!warn) return;
   line l = {.n = 0};
   puts0(&l, what);
   put(&l, key, klen);
@@ -179,7 +180,7 @@ static bool parse_value(const struct option_info *o, const char *s, size_t n, lo
   return true;
 }
 
-static void set_from_neapdebug(const char *env) {
+static void set_from_neapdebug(neap_options *opt, const char *env, bool warn) {
   const char *p = env;
   while (*p != '\0') {
     const char *end = strchr(p, ',');
@@ -192,24 +193,24 @@ static void set_from_neapdebug(const char *env) {
         if (!table[i].env && word_is(p, klen, table[i].name)) o = &table[i];
       long v;
       if (o == NULL) {
-        warn_key("neap: NEAPDEBUG: unknown key '", p, klen, "', ignored");
+        warn_key(warn, "neap: NEAPDEBUG: unknown key '", p, klen, "', ignored");
       } else if (eq == NULL || !parse_value(o, eq + 1, (size_t)(end - eq - 1), &v)) {
-        warn_key("neap: NEAPDEBUG: bad value for '", p, klen, "', default kept");
+        warn_key(warn, "neap: NEAPDEBUG: bad value for '", p, klen, "', default kept");
       } else {
-        *(long *)(void *)((char *)&neap__opt + o->offset) = v;
+        *(long *)(void *)((char *)opt + o->offset) = v;
       }
     }
     p = *end ? end + 1 : end;
   }
 }
 
-static void set_from_variables(void) {
+static void set_from_variables(neap_options *opt, const char *(*getvar)(const char *), bool warn) {
   for (size_t i = 0; i < NOPTIONS; i++) {
     const struct option_info *o = &table[i];
     if (!o->env) continue;
-    const char *val = neap__os_getenv(o->name);
+    const char *val = getvar(o->name);
     if (val == NULL) continue;
-    void *field = (char *)&neap__opt + o->offset;
+    void *field = (char *)opt + o->offset;
     if (o->kind == KIND_PATH) {
       *(const char **)field = *val ? val : NULL;
       continue;
@@ -217,7 +218,7 @@ static void set_from_variables(void) {
     long v;
     if (parse_value(o, val, strlen(val), &v)) {
       *(long *)field = v;
-    } else {
+    } else if (warn) {
       line l = {.n = 0};
       puts0(&l, "neap: ");
       puts0(&l, o->name);
@@ -229,10 +230,15 @@ static void set_from_variables(void) {
   }
 }
 
-static void print_options(void) {
+void neap__options_parse(neap_options *opt, const char *neapdebug, const char *(*getvar)(const char *), bool warn) {
+  if (neapdebug != NULL) set_from_neapdebug(opt, neapdebug, warn);
+  if (getvar != NULL) set_from_variables(opt, getvar, warn);
+}
+
+static void print_options(const neap_options *opt) {
   for (size_t i = 0; i < NOPTIONS; i++) {
     const struct option_info *o = &table[i];
-    const void *field = (const char *)&neap__opt + o->offset;
+    const void *field = (const char *)opt + o->offset;
     line l = {.n = 0};
     puts0(&l, "neap: option ");
     puts0(&l, o->name);
@@ -270,9 +276,7 @@ bool neap__options_parsed(void) { return atomic_load_explicit(&parsed, memory_or
 void neap__options_init(void) {
   if (atomic_load_explicit(&parsed, memory_order_acquire)) return;
   if (!neap__os_env_ready()) return; /* too early: defaults for now */
-  const char *env = neap__os_getenv("NEAPDEBUG");
-  if (env != NULL) set_from_neapdebug(env);
-  set_from_variables();
+  neap__options_parse(&neap__opt, neap__os_getenv("NEAPDEBUG"), neap__os_getenv, true);
   atomic_store_explicit(&parsed, 1, memory_order_release);
-  if (neap__opt.printopts) print_options();
+  if (neap__opt.printopts) print_options(&neap__opt);
 }

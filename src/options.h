@@ -93,6 +93,13 @@ extern neap_options neap__opt;
 
 /* Parse the environment once it exists; later calls do nothing. */
 void neap__options_init(void);
+/* The parser itself: NEAPDEBUG's text (NULL: none) and the variables that
+ * getvar finds (NULL: none) into *opt, over what it holds; a bad value or
+ * an unknown key leaves the field and, when `warn`, prints one line.
+ * neap__options_init calls it on neap__opt; the tests and the fuzzer on
+ * a copy of the defaults. */
+void neap__options_parse(neap_options *opt, const char *neapdebug, const char *(*getvar)(const char *), bool warn);
+extern const neap_options neap__opt_defaults;
 /* Whether the environment has been parsed (before that, defaults). */
 bool neap__options_parsed(void);
 

@@ -31,8 +31,13 @@
 #include <malloc.h>
 #include <stdlib.h>
 
-/* copy(): the alias carries its target's attributes (malloc, alloc_size...). */
+/* copy(): the alias carries its target's attributes (malloc, alloc_size...);
+ * gcc has it, clang does not. */
+#if defined(__clang__)
+#define NEAP_EXPORT_ALIAS(target) __attribute__((alias(#target), visibility("default"), used))
+#else
 #define NEAP_EXPORT_ALIAS(target) __attribute__((alias(#target), copy(target), visibility("default"), used))
+#endif
 
 void *malloc(size_t size) NEAP_EXPORT_ALIAS(neap_malloc);
 void free(void *p) NEAP_EXPORT_ALIAS(neap_free);

@@ -68,10 +68,12 @@
  * Lifecycle. The thread starts lazily, from the first allocation from the
  * page heap after the heap has grown past 8 MiB (a process that allocates
  * little never gets one), where no neap lock is held (pthread_create
- * allocates). In a forked child it does not exist: the child's state is
- * reset and its next such allocation starts a new one. At exit it simply stops with the process: it holds no lock
- * across a syscall but the work mutex, and what it has taken out of the
- * page allocator is never user memory. NEAPDEBUG=scavenger=0: no thread;
+ * allocates). If the thread cannot be made, the next such allocation a
+ * second later tries again. In a forked child it does not exist: the
+ * child's state is reset and its next such allocation starts a new one.
+ * At exit it simply stops with the process: it holds no lock across a
+ * syscall but the work mutex, and what it has taken out of the page
+ * allocator is never user memory. NEAPDEBUG=scavenger=0: no thread;
  * memory goes back on neap_release, malloc_trim and the limit only.
  *
  * Locking: `work` serialises every pass (background, limit, neap_release)
@@ -90,6 +92,7 @@
 #include "os/os.h"
 
 #define START_BYTES ((uint64_t)8 << 20) /* the heap size that starts the thread */
+#define START_RETRY_MS 1000u /* after a failed start, the next try waits this long */
 #define QUANTUM_BYTES ((size_t)NEAP_CHUNK_SIZE)
 #define MIN_SLEEP_MS 10u
 /* The pacer's bucket holds this much wall time's worth of budget: the
@@ -117,6 +120,8 @@ static struct {
   uint32_t last_trim_ms;
   uint32_t last_rotate_ms; /* the demand window's current half began */
   uint64_t busy_wall, busy_cpu; /* program_busy's previous look */
+  bool start_failed;       /* the last try to start the thread failed ... */
+  uint32_t start_failed_ms; /* ... at this time (state STARTING guards both) */
   /* Totals (relaxed atomics: read by statistics any time). */
   _Atomic uint64_t bg_bytes, eager_bytes, forced_bytes, cycles, cpu_ns;
   /* Since the last trace line. */
@@ -433,12 +438,21 @@ static void start(void) {
     pthread_condattr_destroy(&ca);
     scav.cond_ready = true;
   }
+  /* A process that cannot make a thread now (EAGAIN: RLIMIT_NPROC, the
+   * kernel's thread table) tries again at its first allocation from the
+   * page heap a second later; until then, and for good where it never can
+   * (seccomp), its memory goes back on neap_release and the limit only. */
+  uint32_t now = neap__now_ms();
+  if (scav.start_failed && (uint32_t)(now - scav.start_failed_ms) < START_RETRY_MS) {
+    atomic_store(&scav.state, ST_NONE);
+    return;
+  }
   neap__pacer_init(&scav.pacer, neap__opt.scavenger_cpu, neap__os_nanotime());
   /* pthread_create allocates (the new thread's TLS): no neap lock is held. */
   int err = neap__os_thread_start(scav_main, NULL, "neap-scavenger");
-  /* A process that cannot make threads (RLIMIT_NPROC, seccomp) keeps
-   * working; its memory goes back on neap_release and the limit only. */
-  atomic_store(&scav.state, err == 0 ? ST_RUNNING : ST_OFF);
+  scav.start_failed = err != 0;
+  scav.start_failed_ms = now;
+  atomic_store(&scav.state, err == 0 ? ST_RUNNING : ST_NONE);
 }
 
 void neap__scav_heap_grew(uint64_t bytes) {

@@ -561,7 +561,7 @@ NEAP_INLINE uint32_t neap__pinfo_start_of(uint64_t page_in_span, uintptr_t page_
  * neap__pagemap_reach). */
 NEAP_INLINE neap_slot *neap__pinfo_slot(neap_cache *c, uintptr_t page) {
   uintptr_t slots = NEAP_LOAD(&neap__pagemap.slot_by_number);
-  return (neap_slot *)((char *)c + NEAP_LOAD((_Atomic uint16_t *)(slots + page * sizeof(uint16_t))));
+  return (neap_slot *)(void *)((char *)c + NEAP_LOAD((_Atomic uint16_t *)(slots + page * sizeof(uint16_t))));
 }
 /* The offset of p in its span, p in page number `page` of a small span. */
 NEAP_INLINE uint32_t neap__pinfo_offset(uintptr_t page, uintptr_t p) {

@@ -42,8 +42,15 @@
  * Locking: only the scavenger thread publishes, holding a spin flag for
  * the whole of each tick (a snapshot and a small write: milliseconds), so
  * that the exit handler, which takes it too, neither races the state nor
- * removes the file while a write is under way (or lets one start after). Nothing is allocated: paths and the text live in static buffers.
+ * removes the file while a write is under way (or lets one start after).
+ * Nothing is allocated: paths and the text live in static buffers.
+ *
+ * Failures. A directory that is missing or not ours to write, or a name
+ * another user squats, stops publishing for the process's life; a full or
+ * failing file system only delays it (the next ticks try again, every
+ * 8 s). A failed write never leaves its temporary file behind.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -140,21 +147,32 @@ static void remove_if_stale(void *arg, const char *name) {
   if (neap__os_file_is_mine(path)) neap__os_unlink(path);
 }
 
-static bool write_file(void) {
+/* Writes the file anew: 0, or the errno of the step that failed (the
+ * temporary file is gone then). */
+static int write_file(void) {
   for (int attempt = 0; attempt < 2; attempt++) {
     int fd = neap__os_create_excl(pub.tmp, 0600);
-    if (fd == -17 /* EEXIST: a crashed writer's, or a squatter's */ && attempt == 0) {
+    if (fd == -EEXIST && attempt == 0) { /* a crashed writer's, or a squatter's */
       neap__os_unlink(pub.tmp);
       continue;
     }
-    if (fd < 0) return false;
+    if (fd < 0) return -fd;
     int err = neap__os_write_all(fd, pub.text, pub.len);
     neap__os_close(fd);
-    if (err == 0 && neap__os_rename(pub.tmp, pub.path) == 0) return true;
+    if (err == 0) err = neap__os_rename(pub.tmp, pub.path);
+    if (err == 0) return 0;
     neap__os_unlink(pub.tmp);
-    return false;
+    return err;
   }
-  return false;
+  return EEXIST;
+}
+
+/* Whether a failure to publish will last: no directory, no permission, a
+ * squatter's file. Others (a full or failing file system, no descriptor
+ * left) may pass: the next ticks try again. */
+static bool lasting(int err) {
+  return err == EPERM || err == EACCES || err == ENOENT || err == ENOTDIR || err == EROFS || err == ELOOP ||
+         err == EEXIST || err == ENAMETOOLONG;
 }
 
 static uint32_t tick_locked(uint32_t now_ms) {
@@ -205,9 +223,14 @@ static uint32_t tick_locked(uint32_t now_ms) {
   put_u(pub.text, sizeof pub.text, &pub.len, neap__os_nanotime() / 1000000u);
   put(pub.text, sizeof pub.text, &pub.len, "\n");
   neap_stats_format_snapshot(&s, append_text, NULL, NEAP_STATS_TEXT);
-  if (!write_file()) {
-    pub.failed = true;
-    return UINT32_MAX;
+  int err = write_file();
+  if (err != 0) {
+    if (lasting(err)) {
+      pub.failed = true;
+      return UINT32_MAX;
+    }
+    pub.interval_ms = MAX_QUIET_MS; /* pub.last is as it was: the next tick writes again */
+    return pub.interval_ms;
   }
   pub.last = s;
   return pub.interval_ms;

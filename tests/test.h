@@ -3,6 +3,7 @@
  * A test program is a main() that calls RUN(test_x) for each static void
  * test_x(void) and returns TEST_DONE(). Inside a test:
  *   CHECK(cond)            any truth value
+ *   CHECK_FAIL(msg)        a failed check, with a message
  *   CHECK_EQ(a, b)         integers; both values are printed on failure
  *   CHECK_PTR_EQ(a, b)     pointers
  *   CHECK_ERRNO(e)         errno == e (the name of the value is printed)
@@ -57,6 +58,7 @@ TEST__FN int test__check_eq(uintmax_t a, uintmax_t b, const char *file, int line
 }
 
 #define CHECK(c) test__check(!!(c), __FILE__, __LINE__, #c)
+#define CHECK_FAIL(msg) test__check(0, __FILE__, __LINE__, msg)
 #define CHECK_EQ(a, b) test__check_eq((uintmax_t)(a), (uintmax_t)(b), __FILE__, __LINE__, #a, #b)
 #define CHECK_PTR_EQ(a, b)                                                                          \
   test__check_eq((uintmax_t)(uintptr_t)(const void *)(a), (uintmax_t)(uintptr_t)(const void *)(b), \

@@ -227,7 +227,7 @@ static void alloc_and_free(objects *o, int clustered) {
     uint64_t *p = ptrs[i];
     int survive = clustered ? (i / 4096) % 10 == 0 : (i * 0x9e3779b97f4a7c15ull >> 40) % 10 == 0;
     size_t sz = (i & 1) ? 1024 : 64;
-    if (p[0] != i || p[sz / 8 - 1] != ~(uint64_t)i) CHECK(!"heap corruption");
+    if (p[0] != i || p[sz / 8 - 1] != ~(uint64_t)i) CHECK_FAIL("heap corruption");
     if (survive) {
       p[0] = (uint64_t)(uintptr_t)o->head;
       o->head = p;

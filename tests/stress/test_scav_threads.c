@@ -45,7 +45,7 @@ static void check_free(uint64_t *p) {
   uint64_t v = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
   int ok = words == 0 || (p[0] == v && p[words - 1] == ~v);
   for (size_t i = 512; ok && i < words; i += 512) ok = p[i] == v + i;
-  if (!ok) CHECK(!"pattern intact before free");
+  if (!ok) CHECK_FAIL("pattern intact before free");
   neap_free(p);
 }
 
