@@ -173,6 +173,12 @@ static bool pagemap_extend(neap_arena *a) {
 
 int neap__arena_register(neap_arena *a) {
   uintptr_t ai = a->base >> NEAP_ARENA_SHIFT;
+  static bool tracked;
+  if (NEAP_VALGRIND && !tracked) { /* heap addresses, not pointers that keep objects alive (track.h) */
+    NEAP_TRACK_NOT_ROOT(&neap__pagemap, sizeof neap__pagemap);
+    NEAP_TRACK_NOT_ROOT(&next_hint, sizeof next_hint);
+    tracked = true;
+  }
   if (ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS)) return ENOMEM; /* beyond 48 bits */
   bool mapped = pagemap_extend(a);
   if (!mapped && (a->spans = neap__meta_alloc(NEAP_ARENA_PAGES * sizeof(neap_span *), NEAP_META_ARENA)) == NULL)

@@ -129,7 +129,7 @@
 neap_cache neap__empty_cache;
 __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec"))) = &neap__empty_cache;
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reg_lock = NEAP_MUTEX_INITIALIZER;
 static neap_cache *registry;
 static neap_pool cache_pool = {.size = sizeof(neap_cache), .kind = NEAP_META_CACHE};
 static pthread_key_t cache_key;
@@ -150,13 +150,13 @@ static __thread bool tls_exiting __attribute__((tls_model("initial-exec")));
 
 static void ensure_key(void) {
   if (atomic_load_explicit(&key_state, memory_order_acquire) == 2) return;
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   if (atomic_load_explicit(&key_state, memory_order_relaxed) == 0) {
     /* glibc's pthread_key_create does not allocate. */
     if (pthread_key_create(&cache_key, cache_destroy) == 0)
       atomic_store_explicit(&key_state, 2, memory_order_release);
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
 }
 
 /* A class's free stack capacity at `objects` objects or `bytes` bytes,
@@ -179,17 +179,18 @@ static neap_cache *cache_new(void) {
     if (slot->cap_max < slot->cap_start) slot->cap_max = slot->cap_start;
     slot->cap = (uint16_t)slot->cap_start;
     slot->marker = NEAP_MARK_KEY | (uintptr_t)slot;
+    NEAP_STORE(&slot->top, (neap_word *)neap__stack_end);
     slot->divmul = neap__class_divmul[cls];
     neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
     for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
   }
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
   registry = c;
   atomic_fetch_add_explicit(&live_caches, 1, memory_order_relaxed);
   c->stack_epoch = atomic_load_explicit(&stack_epoch, memory_order_relaxed);
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
   return c;
 }
 
@@ -302,11 +303,20 @@ static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
   link_after(which == NEAP_LIST_OWN_PARTIAL ? head->prev : head, &s->own);
 }
 
+/* Whether this thread holds a cache's empty lock (it never holds two): a
+ * signal handler that re-enters neap must not spin on it forever. */
+static __thread bool tls_holds_empty __attribute__((tls_model("initial-exec")));
+
 static void empty_lock(neap_cache *c) {
+  if (NEAP_UNLIKELY(tls_holds_empty)) neap__lock_reentered();
   while (atomic_flag_test_and_set_explicit(&c->empty_lock, memory_order_acquire)) NEAP_SPIN_PAUSE();
+  tls_holds_empty = true;
 }
 
-static void empty_unlock(neap_cache *c) { atomic_flag_clear_explicit(&c->empty_lock, memory_order_release); }
+static void empty_unlock(neap_cache *c) {
+  tls_holds_empty = false;
+  atomic_flag_clear_explicit(&c->empty_lock, memory_order_release);
+}
 
 /* Give an owned span back to its central (and from there, if it is empty,
  * to the page heap). */
@@ -372,7 +382,12 @@ static void span_free_local(neap_cache *c, neap_span *s, void *p) {
   if (NEAP_UNLIKELY(--s->countdown == 0) && s->list != NEAP_LIST_CURRENT) refile(c, s);
 }
 
-void neap__stack_mark_lost(void *p) { neap__fatal("double free or write after free", p); }
+const neap_word neap__stack_end[2];
+
+void neap__stack_mark_lost(void *p) {
+  if (p == neap__stack_end) neap__lock_reentered(); /* the count and the top disagree: see span.h */
+  neap__fatal("double free or write after free", p);
+}
 
 /* Gives freed object p of span s back to it. */
 static void give_back_to(neap_cache *c, neap_span *s, void *p) {
@@ -386,9 +401,11 @@ static void give_back_to(neap_cache *c, neap_span *s, void *p) {
  * span's mark. The link is read first: once p is back, its span's owner
  * may hand it out. */
 static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
-  uint64_t next = p[0];
-  if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
-  neap__mark_set(p, next, NEAP_MARK_KEY);
+  NEAP_TRACK_QUIET_BEGIN();
+  uint64_t next = p[0], key = neap__mark_key(p);
+  if (key == slot->marker) neap__mark_set(p, next, NEAP_MARK_KEY);
+  NEAP_TRACK_QUIET_END();
+  if (NEAP_UNLIKELY(key != slot->marker)) neap__stack_mark_lost(p);
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
   give_back_to(c, s, p);
@@ -404,13 +421,15 @@ static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
   uint32_t n = neap__stack_n(w);
   if (keep >= n) return;
   neap_word *p = NEAP_LOAD(&slot->top), *last = NULL;
+  NEAP_TRACK_QUIET_BEGIN();
   for (uint32_t i = 0; i < keep; i++) {
     if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
     last = p;
     p = (neap_word *)p[0];
   }
-  if (last != NULL) neap__mark_set(last, 0, slot->marker);
-  else NEAP_STORE(&slot->top, NULL);
+  if (last != NULL) neap__mark_set(last, (uintptr_t)neap__stack_end, slot->marker);
+  else NEAP_STORE(&slot->top, (neap_word *)neap__stack_end);
+  NEAP_TRACK_QUIET_END();
   for (uint32_t i = keep; i < n; i++) p = give_back(c, slot, p);
   NEAP_STORE(&slot->stack, w - (n - keep));
 }
@@ -531,7 +550,10 @@ static void stack_overflow(neap_cache *c, neap_slot *slot) {
 void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
   neap_slot *slot = &c->slot[s->sizeclass];
   if (slot->cap == 0) { /* the empty cache: no stack, and no span of its own */
+    NEAP_TRACK_FREE(p);
+    NEAP_TRACK_QUIET_BEGIN();
     neap__mark_set(p, 0, NEAP_MARK_KEY);
+    NEAP_TRACK_QUIET_END();
     give_back_to(c, s, p);
     return;
   }
@@ -545,7 +567,7 @@ bool neap__cache_stacked(const void *p, unsigned cls) {
   if (!neap__mark_tagged(key) || holder == 0) return false;
   bool found = false;
   neap_cache *mine = neap__cache_mine();
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
     neap_slot *slot = &c->slot[cls];
     if ((uintptr_t)slot != holder) continue;
@@ -553,14 +575,16 @@ bool neap__cache_stacked(const void *p, unsigned cls) {
       /* This thread's own stack: look, checking each link before it is
        * followed. */
       neap_word *q = NEAP_LOAD(&slot->top);
+      NEAP_TRACK_QUIET_BEGIN();
       for (uint32_t i = neap__stack_n(NEAP_LOAD(&slot->stack)); i > 0 && !found; i--) {
         if (NEAP_UNLIKELY(neap__mark_key(q) != slot->marker)) {
-          pthread_mutex_unlock(&reg_lock);
+          neap__unlock(&reg_lock);
           neap__stack_mark_lost(q);
         }
         found = q == p;
         q = (neap_word *)q[0];
       }
+      NEAP_TRACK_QUIET_END();
     } else {
       /* Another's: its links may change under the walk, so the mark,
        * which names this very stack, has to do. */
@@ -568,7 +592,7 @@ bool neap__cache_stacked(const void *p, unsigned cls) {
     }
     break;
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
   return found;
 }
 
@@ -773,25 +797,25 @@ static size_t trim_one(neap_cache *c) {
 
 size_t neap__cache_trim(bool all) {
   size_t pages = 0;
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
     uint64_t r = NEAP_LOAD(&c->refills);
     if (all || r == c->trim_seen) pages += trim_one(c);
     c->trim_seen = r;
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
   return pages;
 }
 
 bool neap__cache_trim_pending(void) {
   bool any = false;
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   for (neap_cache *c = registry; c != NULL && !any; c = c->reg_next) {
     empty_lock(c);
     for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !any; cls++) any = c->nempty[cls] != 0;
     empty_unlock(c);
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
   return any;
 }
 
@@ -846,9 +870,9 @@ static void unregister_locked(neap_cache *c) {
 
 /* Folds a flushed cache's totals into the retired ones and frees it. */
 static void cache_retire(neap_cache *c) {
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   unregister_locked(c);
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
   neap__pool_free(&cache_pool, c);
 }
 
@@ -858,10 +882,10 @@ void neap_thread_flush(void) {
 }
 
 void neap__cache_count_large_cacheless(uint64_t objects, uint64_t bytes) {
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   retired_large_nmalloc += objects;
   retired_large_bytes_alloc += bytes;
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
 }
 
 /* A slot's objects handed out: nmalloc minus the untaken rest of the
@@ -888,7 +912,7 @@ static uint64_t slot_handed_out(neap_slot *slot) {
 
 void neap__cache_counts(neap_cache_counts *out) {
   memset(out, 0, sizeof *out);
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) out->nmalloc[cls] = retired_nmalloc[cls];
   out->nmalloc[0] = retired_large_nmalloc;
   out->large_bytes = retired_large_bytes_alloc;
@@ -903,12 +927,12 @@ void neap__cache_counts(neap_cache_counts *out) {
     out->large_bytes += NEAP_LOAD(&c->large_bytes_alloc);
     out->threads++;
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
 }
 
 void neap__cache_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
-    pthread_mutex_lock(&reg_lock);
+    neap__lock(&reg_lock);
     return;
   }
   if (phase == NEAP_FORK_CHILD) {
@@ -924,7 +948,7 @@ void neap__cache_fork(neap_fork_phase phase) {
       }
     }
   }
-  pthread_mutex_unlock(&reg_lock);
+  neap__lock_fork(&reg_lock, phase);
 }
 
 #if NEAP_HEAP_CHECK
@@ -1007,10 +1031,12 @@ static void check_stack(neap_check *ck, neap_slot *slot, unsigned cls) {
     last = p;
     p = (neap_word *)p[0];
   }
+  neap_word *end = p;
   ck->stacked[cls] += n;
   p = NEAP_LOAD(&slot->top);
   for (uint32_t i = 0; i + 1 < n; i++, p = (neap_word *)p[0])
     if (!NEAP_CHECK(ck, p != last, "object twice on a free stack", p)) return;
+  NEAP_CHECK(ck, end == neap__stack_end, "free stack does not end where stacks end", slot);
 }
 
 /* One own list: links both ways, each span owned by c, of class cls, on
@@ -1084,7 +1110,7 @@ void neap__cache_check(neap_check *ck) {
   for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++)
     NEAP_CHECK(ck, memcmp(&neap__empty_cache.slot[cls], &zero_slot, sizeof zero_slot) == 0,
                "the empty cache was written", &neap__empty_cache.slot[cls]);
-  pthread_mutex_lock(&reg_lock);
+  neap__lock(&reg_lock);
   ck->abandoned = abandoned;
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
     if (!NEAP_CHECK(ck, c->reg_next == NULL || c->reg_next->reg_prev == c, "cache registry links broken", c)) break;
@@ -1095,6 +1121,6 @@ void neap__cache_check(neap_check *ck) {
   if (!ck->caches_overflow)
     NEAP_CHECK(ck, atomic_load_explicit(&live_caches, memory_order_relaxed) == ck->ncaches,
                "cache registry count is wrong", registry);
-  pthread_mutex_unlock(&reg_lock);
+  neap__unlock(&reg_lock);
 }
 #endif

@@ -50,7 +50,7 @@ typedef struct neap_central {
 } __attribute__((aligned(NEAP_CACHE_LINE))) neap_central;
 
 static neap_central centrals[NEAP_NUM_CLASSES] = {
-    [0 ... NEAP_NUM_CLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+    [0 ... NEAP_NUM_CLASSES - 1] = {.lock = NEAP_MUTEX_INITIALIZER}};
 
 static void list_remove(neap_central *c, neap_span *s) {
   if (s->list == LIST_NONE) return;
@@ -146,7 +146,7 @@ static size_t drain_locked(neap_central *c) {
 neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache) {
   neap_central *c = &centrals[cls];
   neap_span *s = NULL;
-  pthread_mutex_lock(&c->lock);
+  neap__lock(&c->lock);
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) != NULL) drain_locked(c);
   s = c->lists[LIST_PARTIAL];
   if (s != NULL) {
@@ -156,7 +156,7 @@ neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache) {
     atomic_fetch_or(&s->rword, NEAP_RW_CACHED);
     NEAP_STORE(&s->owner, cache);
   }
-  pthread_mutex_unlock(&c->lock);
+  neap__unlock(&c->lock);
   if (s == NULL) {
     s = neap__heap_alloc_small_span(cls);
     if (s == NULL) return NULL;
@@ -171,7 +171,7 @@ void neap__central_uncache_span(neap_span *s) {
   neap_central *c = &centrals[s->sizeclass];
   neap__span_merge_remote(s);
   s->needzero = 1; /* its free objects may have been used */
-  pthread_mutex_lock(&c->lock);
+  neap__lock(&c->lock);
   NEAP_STORE(&s->owner, NULL);
   /* Clearing CACHED and then reading the remote bits pairs with a freer's
    * announce-then-check (both sequentially consistent): either the freer
@@ -180,7 +180,7 @@ void neap__central_uncache_span(neap_span *s) {
   neap__span_merge_remote(s);
   uint64_t v = atomic_load(&s->rword);
   if (v == 0 && try_free_locked(c, s, 0) != 0) {
-    pthread_mutex_unlock(&c->lock);
+    neap__unlock(&c->lock);
     return;
   }
   place_locked(c, s);
@@ -190,15 +190,15 @@ void neap__central_uncache_span(neap_span *s) {
     uint64_t old = atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED);
     if (!(old & NEAP_RW_NOTIFIED)) push_pending(c, s);
   }
-  pthread_mutex_unlock(&c->lock);
+  neap__unlock(&c->lock);
 }
 
 void neap__central_drain(unsigned cls) {
   neap_central *c = &centrals[cls];
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) return;
-  pthread_mutex_lock(&c->lock);
+  neap__lock(&c->lock);
   drain_locked(c);
-  pthread_mutex_unlock(&c->lock);
+  neap__unlock(&c->lock);
 }
 
 size_t neap__central_reclaim(void) {
@@ -206,18 +206,15 @@ size_t neap__central_reclaim(void) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_central *c = &centrals[cls];
     if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) continue;
-    pthread_mutex_lock(&c->lock);
+    neap__lock(&c->lock);
     freed += drain_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    neap__unlock(&c->lock);
   }
   return freed;
 }
 
 void neap__central_fork(neap_fork_phase phase) {
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-    if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&centrals[cls].lock);
-    else pthread_mutex_unlock(&centrals[cls].lock);
-  }
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) neap__lock_fork(&centrals[cls].lock, phase);
 }
 
 #if NEAP_HEAP_CHECK
@@ -250,7 +247,7 @@ static void check_list(neap_check *ck, neap_central *c, unsigned cls, uint8_t wh
 void neap__central_check(neap_check *ck) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !ck->failed; cls++) {
     neap_central *c = &centrals[cls];
-    pthread_mutex_lock(&c->lock);
+    neap__lock(&c->lock);
     NEAP_CHECK(ck, c->lists[LIST_NONE] == NULL, "central's unused list head is set", c);
     check_list(ck, c, cls, LIST_PARTIAL);
     check_list(ck, c, cls, LIST_FULL);
@@ -258,7 +255,7 @@ void neap__central_check(neap_check *ck) {
     ck->pending_spans += neap__check_pending_chain(ck, p, "central's pending stack is broken");
     for (; p != NULL && !ck->failed; p = p->pending_next)
       NEAP_CHECK(ck, p->sizeclass == cls, "span on another class's pending stack", p);
-    pthread_mutex_unlock(&c->lock);
+    neap__unlock(&c->lock);
   }
 }
 #endif

@@ -55,7 +55,7 @@
 
 #include "neap.h"
 
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t check_lock = NEAP_MUTEX_INITIALIZER;
 static neap_check check;
 static char report[sizeof check.msg + 16];
 
@@ -153,7 +153,7 @@ static void check_stats(neap_check *ck) {
 }
 
 const char *neap__heap_check(void) {
-  pthread_mutex_lock(&check_lock);
+  neap__lock(&check_lock);
   neap_check *ck = &check;
   memset(ck, 0, sizeof *ck);
   neap__scav_check_hold(true);
@@ -171,7 +171,7 @@ const char *neap__heap_check(void) {
     memcpy(report + 12, ck->msg, strlen(ck->msg) + 1);
     r = report;
   }
-  pthread_mutex_unlock(&check_lock);
+  neap__unlock(&check_lock);
   return r;
 }
 

@@ -58,7 +58,7 @@ static struct {
   uint32_t last_alloc_ms, last_free_ms;
   uint64_t peak_cur, peak_prev;
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
-} heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} heap = {.lock = NEAP_MUTEX_INITIALIZER};
 
 /* A chunk with this many pages in use is dense (Go's scavChunkHiOccFrac,
  * 96.875%): returning its few free pages would split a huge page that is
@@ -195,6 +195,7 @@ static int grow_locked(uint64_t npages) {
       stop += NEAP_CHUNK_PAGES;
     err = neap__os_commit((void *)addr, (size_t)(stop - run) << NEAP_PAGE_SHIFT);
     if (err != 0) break;
+    NEAP_TRACK_NOACCESS((void *)addr, (size_t)(stop - run) << NEAP_PAGE_SHIFT); /* no span yet */
     done = stop;
   }
   if (done > start) {
@@ -227,9 +228,9 @@ static bool limit_admit_locked(uint64_t npages) {
   if (!heap.limit_hard && held + npages < heap.limit_quiet) return true;
   uint64_t target = heap.pages_limit - heap.pages_limit / 20; /* 95%, as Go's limit goal */
   uint64_t over = held + npages > target ? held + npages - target : 0;
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   neap__scav_limit_work((size_t)over << NEAP_PAGE_SHIFT, heap.limit_hard);
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   held = held_pages_locked();
   if (held + npages <= heap.pages_limit) return true;
   if (heap.limit_hard) return false;
@@ -246,9 +247,9 @@ static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav, uint64_t *n
   if (NEAP_UNLIKELY(heap.pages_limit != 0) && !limit_admit_locked(npages)) return NEAP_PA_FAIL;
   uint64_t p = neap__pa_alloc(&heap.pa, npages, nscav);
   if (p == NEAP_PA_FAIL) {
-    pthread_mutex_unlock(&heap.lock);
+    neap__unlock(&heap.lock);
     size_t freed = neap__central_reclaim();
-    pthread_mutex_lock(&heap.lock);
+    neap__lock(&heap.lock);
     if (freed != 0) p = neap__pa_alloc(&heap.pa, npages, nscav);
     if (p == NEAP_PA_FAIL) {
       if (grow_locked(npages) != 0) return NEAP_PA_FAIL;
@@ -277,10 +278,10 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
   neap_span *s = neap__span_new(cls);
   if (s == NULL) return NULL;
   uint64_t npages = neap__class_pages[cls], nscav = 0, nlazy = 0;
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   uint64_t first = alloc_pages_locked(npages, &nscav, &nlazy);
   if (first == NEAP_PA_FAIL) {
-    pthread_mutex_unlock(&heap.lock);
+    neap__unlock(&heap.lock);
     neap__span_delete(s);
     return NULL;
   }
@@ -289,15 +290,18 @@ neap_span *neap__heap_alloc_small_span(unsigned cls) {
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   /* Every free object holds its free mark (cache.c), those never handed
    * out too, and so does the tail after the last object (at least 16 bytes
    * when there is one: sizes and spans are multiples of 16), which is
    * never handed out: a free of either fails the free fast path's check.
    * The stores touch the first OS page of each object a little before its
    * first use: most of a small span's pages are about to be used anyway. */
+  NEAP_TRACK_QUIET_BEGIN();
   for (uintptr_t p = s->base, end = s->base + neap__span_bytes(s); p < end; p += s->elemsize)
     neap__mark_set((void *)p, 0, NEAP_MARK_KEY);
+  NEAP_TRACK_QUIET_END();
+  NEAP_TRACK_NOACCESS((void *)s->base, neap__span_bytes(s)); /* every object free */
   neap__scav_start_if_needed();
   return s;
 }
@@ -310,10 +314,10 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   neap_span *s = neap__span_new(0);
   if (s == NULL) return NULL;
   uint64_t nscav = 0, nlazy = 0;
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   uint64_t first = alloc_pages_locked(npages + extra, &nscav, &nlazy);
   if (first == NEAP_PA_FAIL) {
-    pthread_mutex_unlock(&heap.lock);
+    neap__unlock(&heap.lock);
     neap__span_delete(s);
     return NULL;
   }
@@ -346,7 +350,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
   set_spans_locked(first, npages, s);
   heap.pages_inuse += npages;
   if (heap.pages_inuse > heap.peak_cur) heap.peak_cur = heap.pages_inuse;
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   neap__scav_start_if_needed();
   *zeroed = fresh;
   return s;
@@ -354,19 +358,20 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
 
 void neap__heap_free_span(neap_span *s) {
   uint32_t now = neap__now_ms();
-  pthread_mutex_lock(&heap.lock);
+  NEAP_TRACK_NOACCESS((void *)s->base, neap__span_bytes(s));
+  neap__lock(&heap.lock);
   set_spans_locked(s->first_page, s->npages, NULL);
   pages_given_locked(s->first_page, s->npages, now);
   neap__pa_free(&heap.pa, s->first_page, s->npages);
   heap.pages_inuse -= s->npages;
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   neap__span_delete(s);
   neap__scav_kick();
 }
 
 bool neap__heap_resize_large(neap_span *s, size_t npages) {
   bool ok = true;
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   if (npages < s->npages) {
     uint64_t cut = s->first_page + npages, n = s->npages - npages;
     set_spans_locked(cut, n, NULL);
@@ -385,7 +390,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
       s->npages = (uint32_t)npages;
     }
   }
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   return ok;
 }
 
@@ -447,14 +452,14 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
   sp->done = false;
   for (;;) {
     if (sp->max_bytes != 0 && sp->released >= sp->max_bytes) break;
-    pthread_mutex_lock(&heap.lock);
+    neap__lock(&heap.lock);
     uint64_t n = 0, base = NEAP_PA_FAIL;
     if (heap.inited) {
       if (below > heap.grown) below = heap.grown;
       base = neap__pa_find_unscavenged(&heap.pa, below, NEAP_CHUNK_PAGES, &n);
     }
     if (base == NEAP_PA_FAIL) {
-      pthread_mutex_unlock(&heap.lock);
+      neap__unlock(&heap.lock);
       sp->done = true;
       below = UINT64_MAX; /* the next pass starts from the top */
       break;
@@ -471,7 +476,7 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
       uint64_t dirty = neap__pa_pages_free(&heap.pa) - neap__pa_pages_scavenged(&heap.pa);
       uint64_t may = dirty > sp->keep_pages ? dirty - sp->keep_pages : 0;
       if (may == 0) {
-        pthread_mutex_unlock(&heap.lock);
+        neap__unlock(&heap.lock);
         sp->kept = true;
         sp->done = true;
         below = UINT64_MAX;
@@ -488,7 +493,7 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
     if (cut && hi - lo < MIN_CUT_PAGES) lo = hi;
     align_to_os_pages(&lo, &hi);
     if (lo >= hi) {
-      pthread_mutex_unlock(&heap.lock);
+      neap__unlock(&heap.lock);
       below = next_below > base ? next_below : base;
       continue;
     }
@@ -497,13 +502,13 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
      * A run never straddles arenas that are apart in memory (the fence),
      * so it is one address range. */
     bool taken = neap__pa_alloc_at(&heap.pa, lo, hi - lo, NULL);
-    pthread_mutex_unlock(&heap.lock);
+    neap__unlock(&heap.lock);
     neap_assert(taken);
     (void)taken;
     size_t bytes = (size_t)(hi - lo) << NEAP_PAGE_SHIFT;
     bool lazy = false;
     bool ok = neap__os_return((void *)page_addr(lo), bytes, sp->dontneed, &lazy) == 0;
-    pthread_mutex_lock(&heap.lock);
+    neap__lock(&heap.lock);
     neap__pa_free(&heap.pa, lo, hi - lo);
     if (ok) {
       neap__pa_mark_scavenged(&heap.pa, lo, hi - lo);
@@ -514,7 +519,7 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
         heap.pages_lazy += hi - lo;
       }
     }
-    pthread_mutex_unlock(&heap.lock);
+    neap__unlock(&heap.lock);
     if (ok) sp->released += bytes;
     below = next_below;
   }
@@ -522,7 +527,7 @@ void neap__heap_scavenge(neap_scav_pass *sp) {
 }
 
 void neap__heap_demand(neap_heap_demand *d, bool rotate) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   uint64_t peak = heap.peak_cur > heap.peak_prev ? heap.peak_cur : heap.peak_prev;
   d->recent_peak_pages = peak;
   d->inuse_pages = heap.pages_inuse;
@@ -533,7 +538,7 @@ void neap__heap_demand(neap_heap_demand *d, bool rotate) {
     heap.peak_prev = heap.peak_cur;
     heap.peak_cur = heap.pages_inuse;
   }
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 
 size_t neap__heap_release(bool dontneed) {
@@ -543,31 +548,30 @@ size_t neap__heap_release(bool dontneed) {
 }
 
 void neap__heap_disable_thp(void) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   heap.nothp = true;
   for (size_t k = 0; k < heap.narenas; k++) neap__os_nohugepage((void *)heap.arenas[k]->base, NEAP_ARENA_SIZE);
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 
 void neap__heap_set_limit(size_t bytes, bool hard) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   heap.pages_limit = bytes >> NEAP_PAGE_SHIFT;
   if (bytes != 0 && heap.pages_limit == 0) heap.pages_limit = 1;
   heap.limit_hard = hard;
   heap.limit_quiet = 0;
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 
 size_t neap__heap_held(void) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   uint64_t held = held_pages_locked();
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
   return (size_t)held << NEAP_PAGE_SHIFT;
 }
 
 void neap__heap_fork(neap_fork_phase phase) {
-  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&heap.lock);
-  else pthread_mutex_unlock(&heap.lock);
+  neap__lock_fork(&heap.lock, phase);
 }
 
 static void heap_stats_locked(neap_heap_stats *out) {
@@ -583,14 +587,14 @@ static void heap_stats_locked(neap_heap_stats *out) {
 }
 
 void neap__heap_stats(neap_heap_stats *out) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   heap_stats_locked(out);
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 
 void neap__heap_snapshot(neap_heap_snapshot *out) {
   memset(out, 0, sizeof *out);
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   heap_stats_locked(&out->pages);
   for (size_t k = 0; k < heap.narenas; k++) {
     neap_arena *a = heap.arenas[k];
@@ -611,7 +615,7 @@ void neap__heap_snapshot(neap_heap_snapshot *out) {
       pg += s->npages - 1;
     }
   }
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 
 #if NEAP_HEAP_CHECK
@@ -659,7 +663,7 @@ static void check_span(neap_check *ck, neap_span *s, uint64_t pg) {
 }
 
 void neap__heap_check_pages(neap_check *ck) {
-  pthread_mutex_lock(&heap.lock);
+  neap__lock(&heap.lock);
   if (heap.inited)
     NEAP_CHECK(ck, neap__pa_check(&heap.pa), "page allocator's summaries, bitmaps or totals are wrong", &heap.pa);
   NEAP_CHECK(ck, heap.reserved == (uint64_t)heap.narenas * NEAP_ARENA_PAGES && heap.grown <= heap.reserved,
@@ -728,6 +732,6 @@ void neap__heap_check_pages(neap_check *ck) {
       NEAP_CHECK(ck, neap__pa_pages_grown(&heap.pa) - neap__pa_pages_free(&heap.pa) == span_pages,
                  "page allocator's pages in use are not the spans' pages", &heap.pa);
   }
-  pthread_mutex_unlock(&heap.lock);
+  neap__unlock(&heap.lock);
 }
 #endif

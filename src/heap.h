@@ -6,13 +6,13 @@
 #ifndef NEAP_HEAP_H
 #define NEAP_HEAP_H
 
+#include "lock.h"
 #include "span.h"
 
 /* fork: each layer with a lock takes it before fork (PREPARE) and lets it
  * go in the parent and the child afterwards (init.c registers the
  * handlers; the order is the lock order: cache registry, centrals, heap,
- * meta). */
-typedef enum { NEAP_FORK_PREPARE, NEAP_FORK_PARENT, NEAP_FORK_CHILD } neap_fork_phase;
+ * meta; lock.h: neap__lock_fork). */
 /* init.c: once per process (options, fork handlers); idempotent. */
 void neap__process_init(void);
 

@@ -86,3 +86,20 @@ void neap__process_init(void) {
 }
 
 __attribute__((constructor)) static void neap_init(void) { neap__process_init(); }
+
+/* --- lock.h */
+
+void neap__lock_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+}
+
+void neap__lock_reentered(void) {
+  static const char msg[] = "neap: malloc or free called by a signal handler that interrupted this thread inside "
+                            "neap (they are not async-signal-safe)\n";
+  neap__os_write_err(msg, sizeof msg - 1);
+  neap__os_abort();
+}

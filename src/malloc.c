@@ -175,6 +175,7 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
     return NULL;
   }
   count_large(1, neap__span_bytes(s));
+  NEAP_TRACK_ALLOC((void *)s->base, neap__span_bytes(s), zero && zeroed);
   if (zero && !zeroed) memset((void *)s->base, 0, size);
   return (void *)s->base;
 }
@@ -281,37 +282,54 @@ static bool stacked_free(const void *p, unsigned cls) {
   return NEAP_UNLIKELY(neap__mark_tagged(neap__mark_key(p))) && neap__cache_stacked(p, cls);
 }
 
+/* What a misuse message says, by the call that made it. */
+typedef struct misuse_words {
+  const char *foreign;     /* memory outside neap's heap (the foreign-pointer policy) */
+  const char *interior;    /* inside a live object, not at its start */
+  const char *not_live;    /* an object that is not allocated */
+  const char *not_any;     /* in neap's heap, where no span is */
+} misuse_words;
+static const misuse_words by_free = {"free of a pointer neap does not own", "free of an interior pointer",
+                                     "double free", "double free or invalid pointer"};
+static const misuse_words by_realloc = {"realloc of a pointer neap does not own", "realloc of an interior pointer",
+                                        "realloc of a pointer that is not allocated",
+                                        "realloc of a pointer that is not allocated"};
+static const misuse_words by_usable = {"usable size of a pointer neap does not own",
+                                       "usable size of an interior pointer",
+                                       "usable size of a pointer that is not allocated",
+                                       "usable size of a pointer that is not allocated"};
+
 /* The live span whose object starts at p; NULL (after the foreign-pointer
  * policy) for memory outside neap's heap; aborts with a one-line message
- * for anything else. `what` names the call for the foreign case. */
-static neap_span *checked_span(const void *ptr, const char *what) {
+ * for anything else, in the words of the call that made it. */
+static neap_span *checked_span(const void *ptr, const misuse_words *say) {
   uintptr_t p = (uintptr_t)ptr;
   neap_span *s = neap__span_of(p);
   if (NEAP_UNLIKELY(s == NULL)) {
     if (neap__arena_of(p) == NULL) {
-      foreign(what, ptr);
+      foreign(say->foreign, ptr);
       return NULL;
     }
-    neap__fatal("double free or invalid pointer", ptr);
+    neap__fatal(say->not_any, ptr);
   }
   uintptr_t off = p - s->base;
   if (s->sizeclass == 0) {
-    if (NEAP_UNLIKELY(off != 0)) neap__fatal("free of an interior pointer", ptr);
+    if (NEAP_UNLIKELY(off != 0)) neap__fatal(say->interior, ptr);
     if (NEAP_UNLIKELY(atomic_load_explicit(&s->state, memory_order_relaxed) != NEAP_SPAN_LARGE))
-      neap__fatal("double free", ptr);
+      neap__fatal(say->not_live, ptr);
     return s;
   }
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
-  if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
-    neap__fatal("free of an interior pointer", ptr);
-  if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__fatal("double free", ptr);
-  if (stacked_free(ptr, s->sizeclass)) neap__fatal("double free", ptr);
+  if (NEAP_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems)) neap__fatal(say->interior, ptr);
+  if (NEAP_UNLIKELY(!neap__span_held(s, idx))) neap__fatal(say->not_live, ptr);
+  if (stacked_free(ptr, s->sizeclass)) neap__fatal(say->not_live, ptr);
   return s;
 }
 
 static void free_large(neap_span *s, void *p) {
   uint8_t expect = NEAP_SPAN_LARGE;
   if (!atomic_compare_exchange_strong(&s->state, &expect, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
+  NEAP_TRACK_FREE(p);
   neap__heap_free_span(s);
 }
 
@@ -320,7 +338,7 @@ static void free_large(neap_span *s, void *p) {
  * and every kind of misuse. */
 static NEAP_NOINLINE void free_slow(void *p) {
   if (p == NULL) return;
-  neap_span *s = checked_span(p, "free of a pointer neap does not own");
+  neap_span *s = checked_span(p, &by_free);
   if (s == NULL) return;
   if (s->sizeclass == 0) free_large(s, p);
   else neap__cache_free_small(neap__tls_cache, s, p);
@@ -358,7 +376,7 @@ void neap_free(void *p) {
 
 size_t neap_usable_size(const void *p) {
   if (p == NULL) return 0;
-  neap_span *s = checked_span(p, "usable size of a pointer neap does not own");
+  neap_span *s = checked_span(p, &by_usable);
   if (s == NULL) return 0;
   return s->sizeclass ? s->elemsize : neap__span_bytes(s);
 }
@@ -369,7 +387,7 @@ size_t neap_usable_size(const void *p) {
  * it so). A small block cannot tell a smaller size from one realloc shrank
  * in place, so only the upper bound is checked there. */
 static bool check_size(const void *p, size_t size) {
-  neap_span *s = checked_span(p, "free of a pointer neap does not own");
+  neap_span *s = checked_span(p, &by_free);
   if (s == NULL) return false;
   size_t usable = s->sizeclass ? s->elemsize : neap__span_bytes(s);
   if (size == 0) size = 1; /* a zero-size block still has its first page */
@@ -399,7 +417,7 @@ void *neap_realloc(void *p, size_t size) {
     neap_free(p);
     return NULL;
   }
-  neap_span *s = checked_span(p, "realloc of a pointer neap does not own");
+  neap_span *s = checked_span(p, &by_realloc);
   if (s == NULL) { /* its size is unknown: fail, leaving it untouched */
     errno = EINVAL;
     return NULL;
@@ -422,6 +440,7 @@ void *neap_realloc(void *p, size_t size) {
       if (npages == s->npages) return p;
       if (npages <= UINT32_MAX && neap__heap_resize_large(s, npages)) {
         if (neap__span_bytes(s) > usable) count_large(0, neap__span_bytes(s) - usable);
+        NEAP_TRACK_RESIZE(p, usable, neap__span_bytes(s));
         return p;
       }
     }

@@ -48,7 +48,7 @@
 #define PATH_CAP 4096
 #define V1_UNLIMITED ((uint64_t)1 << 62)
 
-static pthread_mutex_t cg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cg_lock = NEAP_MUTEX_INITIALIZER;
 static _Atomic int configured;
 static size_t limit_bytes;
 static neap_limit_source limit_source;
@@ -257,10 +257,10 @@ static bool cgroup_dir(const char *mnt, const char *mroot, const char *path) {
 uint64_t neap__cgroup_limit(const char *root) {
   if (root == NULL) root = "";
   uint64_t limit = 0;
-  pthread_mutex_lock(&cg_lock);
+  neap__lock(&cg_lock);
   void *mem;
   if (neap__os_map(sizeof *cg, &mem) != 0) {
-    pthread_mutex_unlock(&cg_lock);
+    neap__unlock(&cg_lock);
     return 0;
   }
   cg = mem;
@@ -273,17 +273,17 @@ uint64_t neap__cgroup_limit(const char *root) {
   }
   neap__os_unmap(cg, sizeof *cg);
   cg = NULL;
-  pthread_mutex_unlock(&cg_lock);
+  neap__unlock(&cg_lock);
   return limit;
 }
 
 void neap__memlimit_configure(void) {
   if (atomic_load_explicit(&configured, memory_order_acquire)) return;
   if (!neap__options_parsed()) return;
-  pthread_mutex_lock(&cg_lock);
+  neap__lock(&cg_lock);
   bool first = !atomic_load_explicit(&configured, memory_order_relaxed);
   atomic_store_explicit(&configured, 1, memory_order_release);
-  pthread_mutex_unlock(&cg_lock);
+  neap__unlock(&cg_lock);
   if (!first) return;
   long opt = neap__opt.memlimit;
   size_t limit = 0;

@@ -26,7 +26,7 @@
 
 #define META_BLOCK ((size_t)1 << 20)
 
-static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t meta_lock = NEAP_MUTEX_INITIALIZER;
 static uintptr_t bump_next, bump_end;
 static size_t meta_mapped, meta_inuse;
 static size_t kind_sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];
@@ -45,6 +45,7 @@ static void *bump_locked(size_t size, neap_meta_kind kind) {
     void *p;
     if (neap__os_map(want, &p) != 0) return NULL;
     neap__os_name(p, want, "neap-meta");
+    NEAP_TRACK_NOT_ROOT(p, want); /* its pointers to objects keep nothing alive */
     __atomic_store_n(&meta_mapped, meta_mapped + want, __ATOMIC_RELAXED); /* read unlocked: neap__meta_mapped */
     if (size > META_BLOCK / 2) { /* a big one-off: keep the current block */
       count_locked(want, kind);
@@ -60,14 +61,14 @@ static void *bump_locked(size_t size, neap_meta_kind kind) {
 }
 
 void *neap__meta_alloc(size_t size, neap_meta_kind kind) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   void *p = bump_locked(size, kind);
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
   return p; /* fresh mappings are zero */
 }
 
 void *neap__pool_alloc(neap_pool *pool) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   void *p = pool->free;
   if (p != NULL) {
     pool->free = *(void **)p;
@@ -77,41 +78,40 @@ void *neap__pool_alloc(neap_pool *pool) {
     p = bump_locked(pool->size, pool->kind);
   }
   if (p != NULL) pool->inuse++;
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
   if (p != NULL) memset(p, 0, pool->size);
   return p;
 }
 
 void neap__pool_free(neap_pool *pool, void *x) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   *(void **)x = pool->free;
   pool->free = x;
   pool->inuse--;
   meta_inuse -= neap__align_up(pool->size, NEAP_CACHE_LINE);
   kind_inuse[pool->kind] -= neap__align_up(pool->size, NEAP_CACHE_LINE);
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
 }
 
 void neap__meta_note_mapped(size_t size, neap_meta_kind kind) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   __atomic_store_n(&meta_mapped, meta_mapped + size, __ATOMIC_RELAXED);
   count_locked(size, kind);
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
 }
 
 void neap__meta_stats(neap_meta_stats *out) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   out->mapped = meta_mapped;
   out->inuse = meta_inuse;
   for (int k = 0; k < NEAP_META_KINDS; k++) out->sys[k] = kind_sys[k], out->kind_inuse[k] = kind_inuse[k];
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
 }
 
 size_t neap__meta_mapped(void) { return __atomic_load_n(&meta_mapped, __ATOMIC_RELAXED); }
 
 void neap__meta_fork(neap_fork_phase phase) {
-  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&meta_lock);
-  else pthread_mutex_unlock(&meta_lock);
+  neap__lock_fork(&meta_lock, phase);
 }
 
 #if NEAP_HEAP_CHECK
@@ -121,7 +121,7 @@ void neap__meta_fork(neap_fork_phase phase) {
 void neap__meta_check_targets(neap_check_targets *t) { t->meta_inuse = &meta_inuse; }
 
 void neap__meta_check(neap_check *ck) {
-  pthread_mutex_lock(&meta_lock);
+  neap__lock(&meta_lock);
   size_t inuse = 0, sys = 0;
   for (int k = 0; k < NEAP_META_KINDS; k++) {
     NEAP_CHECK(ck, kind_inuse[k] <= kind_sys[k], "metadata in use exceeds what its kind was given", &kind_inuse[k]);
@@ -130,6 +130,6 @@ void neap__meta_check(neap_check *ck) {
   }
   NEAP_CHECK(ck, inuse == meta_inuse, "metadata in use is not the sum of its kinds", &meta_inuse);
   NEAP_CHECK(ck, sys <= meta_mapped && bump_next <= bump_end, "metadata carved exceeds what is mapped", &meta_mapped);
-  pthread_mutex_unlock(&meta_lock);
+  neap__unlock(&meta_lock);
 }
 #endif

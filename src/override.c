@@ -49,6 +49,9 @@ void *__libc_malloc(size_t size) NEAP_EXPORT_ALIAS(neap_malloc);
 void __libc_free(void *p) NEAP_EXPORT_ALIAS(neap_free);
 void *__libc_calloc(size_t n, size_t size) NEAP_EXPORT_ALIAS(neap_calloc);
 void *__libc_realloc(void *p, size_t size) NEAP_EXPORT_ALIAS(neap_realloc);
+/* C23's sized frees (glibc 2.36 has none yet): checked as neap.h says. */
+void free_sized(void *p, size_t size) NEAP_EXPORT_ALIAS(neap_free_sized);
+void free_aligned_sized(void *p, size_t alignment, size_t size) NEAP_EXPORT_ALIAS(neap_free_aligned_sized);
 
 #define NEAP_EXPORT __attribute__((visibility("default")))
 

@@ -126,7 +126,7 @@ static struct {
   _Atomic uint64_t bg_bytes, eager_bytes, forced_bytes, cycles, cpu_ns;
   /* Since the last trace line. */
   uint64_t trace_bg, trace_eager;
-} scav = {.work = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
+} scav = {.work = NEAP_MUTEX_INITIALIZER, .lock = NEAP_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
 
 #define ADD(field, v) atomic_fetch_add_explicit(&scav.field, (v), memory_order_relaxed)
 
@@ -273,7 +273,7 @@ static step_result background_step(uint32_t now) {
   long delay = neap__opt.release_delay;
   /* The work lock is held one quantum at a time, so that a fork, or an
    * allocation doing the limit's work, never waits for a whole burst. */
-  pthread_mutex_lock(&scav.work);
+  neap__lock(&scav.work);
   if (delay >= 0 && (uint32_t)(now - scav.last_trim_ms) >= (uint32_t)delay) {
     scav.last_trim_ms = now;
     neap__cache_trim(false);
@@ -286,7 +286,7 @@ static step_result background_step(uint32_t now) {
   bool rotate = (uint32_t)(now - scav.last_rotate_ms) >= DEMAND_WINDOW_MS / 2;
   if (rotate) scav.last_rotate_ms = now;
   neap__heap_demand(&dm, rotate);
-  pthread_mutex_unlock(&scav.work);
+  neap__unlock(&scav.work);
   uint32_t idle_alloc = now - dm.last_alloc_ms, idle_free = now - dm.last_free_ms;
   uint32_t idle = idle_alloc < idle_free ? idle_alloc : idle_free;
   bool busy = program_busy(); /* sampled every step: its interval is the step's */
@@ -304,7 +304,7 @@ static step_result background_step(uint32_t now) {
       r.done = true;
       break;
     }
-    pthread_mutex_lock(&scav.work);
+    neap__lock(&scav.work);
     neap_scav_pass sp = {.now_ms = now,
                          .delay_ms = delay < 0 ? 0 : (uint32_t)delay * (active ? BUSY_DELAY_FACTOR : 1u),
                          .force = over,
@@ -337,7 +337,7 @@ static step_result background_step(uint32_t now) {
       if (scav.trace_bg || scav.trace_eager) trace("");
       stop = !over || sp.released == 0;
     }
-    pthread_mutex_unlock(&scav.work);
+    neap__unlock(&scav.work);
     if (stop) break;
   }
   return r;
@@ -374,7 +374,7 @@ static uint32_t sleep_after(const step_result *r) {
 /* --- the thread */
 
 static void wait_ms(uint32_t ms) {
-  pthread_mutex_lock(&scav.lock);
+  neap__lock(&scav.lock);
   if (ms == UINT32_MAX) {
     while (!scav.kicked) pthread_cond_wait(&scav.cond, &scav.lock);
   } else if (!scav.kicked) {
@@ -385,7 +385,7 @@ static void wait_ms(uint32_t ms) {
     pthread_cond_timedwait(&scav.cond, &scav.lock, &ts);
   }
   scav.kicked = false;
-  pthread_mutex_unlock(&scav.lock);
+  neap__unlock(&scav.lock);
 }
 
 static void *scav_main(void *arg) {
@@ -466,10 +466,10 @@ void neap__scav_heap_grew(uint64_t bytes) {
 void neap__scav_kick(void) {
   if (NEAP_LIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_RUNNING) &&
       atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
-    pthread_mutex_lock(&scav.lock);
+    neap__lock(&scav.lock);
     scav.kicked = true;
     pthread_cond_signal(&scav.cond);
-    pthread_mutex_unlock(&scav.lock);
+    neap__unlock(&scav.lock);
   }
 }
 
@@ -484,7 +484,7 @@ static bool scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; 
 /* --- synchronous work */
 
 void neap__scav_limit_work(size_t bytes, bool all) {
-  pthread_mutex_lock(&scav.work);
+  neap__lock(&scav.work);
   neap__cache_stack_trim(false);
   neap__cache_trim(true);
   neap__central_reclaim();
@@ -494,12 +494,12 @@ void neap__scav_limit_work(size_t bytes, bool all) {
   ADD(cpu_ns, neap__os_thread_cputime() - t0);
   ADD(eager_bytes, sp.released);
   scav.trace_eager += sp.released;
-  pthread_mutex_unlock(&scav.work);
+  neap__unlock(&scav.work);
 }
 
 size_t neap_release(void) {
   neap__process_init();
-  pthread_mutex_lock(&scav.work);
+  neap__lock(&scav.work);
   neap__cache_stack_trim(true);
   neap__cache_trim(true);
   neap__central_reclaim();
@@ -511,7 +511,7 @@ size_t neap_release(void) {
     scav.trace_bg += bytes;
     trace(" (forced)");
   }
-  pthread_mutex_unlock(&scav.work);
+  neap__unlock(&scav.work);
   return bytes;
 }
 
@@ -535,27 +535,27 @@ uint32_t neap__scav_test_step(uint32_t now, size_t *released) {
 
 void neap__scav_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
-    pthread_mutex_lock(&scav.work);
+    neap__lock(&scav.work);
     return;
   }
   if (phase == NEAP_FORK_CHILD) {
     /* No scavenger thread here: reset, and let the next kick start one. */
-    pthread_mutex_init(&scav.work, NULL);
-    pthread_mutex_init(&scav.lock, NULL);
+    neap__lock_init(&scav.work);
+    neap__lock_init(&scav.lock);
     scav.cond_ready = false;
     scav.kicked = false;
     atomic_store(&scav.parked, false);
     if (atomic_load(&scav.state) != ST_OFF) atomic_store(&scav.state, ST_NONE);
     return;
   }
-  pthread_mutex_unlock(&scav.work);
+  neap__lock_fork(&scav.work, phase);
 }
 
 #if NEAP_HEAP_CHECK
 #include "check.h"
 
 void neap__scav_check_hold(bool hold) {
-  if (hold) pthread_mutex_lock(&scav.work);
-  else pthread_mutex_unlock(&scav.work);
+  if (hold) neap__lock(&scav.work);
+  else neap__unlock(&scav.work);
 }
 #endif

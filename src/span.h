@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "sizeclass.h"
+#include "track.h"
 
 /* Relaxed atomics for words one thread writes and others may read: they
  * compile to plain loads and stores, and keep the C memory model (and
@@ -454,6 +455,7 @@ NEAP_INLINE void *neap__slot_take(neap_slot *slot, uint64_t b) {
   NEAP_STORE(&slot->bits, b & (b - 1));
   NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
   neap_word *p = (neap_word *)(slot->base + i * slot->size);
+  NEAP_TRACK_ALLOC(p, slot->size, 0);
   p[1] = 0; /* its free mark */
   return p;
 }
@@ -470,11 +472,21 @@ NEAP_INLINE uint64_t neap__stack_pops(uint64_t w) { return w >> NEAP_STACK_N_BIT
  * program wrote it after freeing it, or freed it twice (cache.c). */
 NEAP_COLD __attribute__((noreturn)) void neap__stack_mark_lost(void *p);
 
+/* Where every free stack ends: the link of its oldest object, and the top
+ * of an empty one. It holds no mark, so a pop that reaches it (a stack
+ * torn by a signal handler that re-entered malloc or free in the middle
+ * of a push or pop: its count and its top disagree) aborts on the mark
+ * check instead of following a null link. */
+extern const neap_word neap__stack_end[2];
+
 /* Pushes object p (checked free-able) on a slot's free stack, whose stack
  * word is w (n below cap). */
 NEAP_INLINE void neap__slot_push(neap_slot *slot, void *p, uint64_t w) {
   neap_word *top = NEAP_LOAD(&slot->top);
+  NEAP_TRACK_FREE(p);
+  NEAP_TRACK_QUIET_BEGIN();
   neap__mark_set(p, (uintptr_t)top, slot->marker);
+  NEAP_TRACK_QUIET_END();
   NEAP_STORE(&slot->top, (neap_word *)p);
   NEAP_STORE(&slot->stack, w + 1);
 }
@@ -483,10 +495,14 @@ NEAP_INLINE void neap__slot_push(neap_slot *slot, void *p, uint64_t w) {
  * with n > 0 objects. The mark is checked before its link is followed. */
 NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
   neap_word *p = NEAP_LOAD(&slot->top);
+  NEAP_TRACK_QUIET_BEGIN();
   uint64_t next = p[0];
-  if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
+  uint64_t key = neap__mark_key(p);
+  NEAP_TRACK_QUIET_END();
+  if (NEAP_UNLIKELY(key != slot->marker)) neap__stack_mark_lost(p);
   NEAP_STORE(&slot->top, (neap_word *)next);
   NEAP_STORE(&slot->stack, w + NEAP_STACK_POP);
+  NEAP_TRACK_ALLOC(p, slot->size, 0);
   p[1] = 0; /* its free mark */
   return p;
 }

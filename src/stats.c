@@ -43,7 +43,7 @@
 
 _Static_assert(NEAP_NUM_CLASSES <= NEAP_STATS_MAX_CLASSES, "neap_stats_t.by_class is too small");
 
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t stats_lock = NEAP_MUTEX_INITIALIZER;
 /* Published so far, per class (0: large objects): objects, and for large
  * objects bytes (small classes' bytes are count x size). */
 static uint64_t pub_mallocs[NEAP_NUM_CLASSES], pub_frees[NEAP_NUM_CLASSES];
@@ -103,7 +103,7 @@ static void read_kernel(neap_stats_t *s) {
 void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
   memset(s, 0, sizeof *s);
   s->version = NEAP_STATS_VERSION;
-  pthread_mutex_lock(&stats_lock);
+  neap__lock(&stats_lock);
 
   static neap_heap_snapshot hs; /* big (per-class arrays): static, under stats_lock */
   static neap_cache_counts cc;
@@ -168,7 +168,7 @@ void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
   s->scav_forced_bytes = st.forced_bytes;
   s->scav_cycles = st.cycles;
   s->scav_cpu_ns = st.cpu_ns;
-  pthread_mutex_unlock(&stats_lock); /* hs and cc are shared */
+  neap__unlock(&stats_lock); /* hs and cc are shared */
 }
 
 int neap_stats_read(neap_stats_t *out, size_t size) {
@@ -189,6 +189,5 @@ int neap_stats_print(neap_write_fn *fn, void *arg, neap_stats_format format) {
 }
 
 void neap__stats_fork(neap_fork_phase phase) {
-  if (phase == NEAP_FORK_PREPARE) pthread_mutex_lock(&stats_lock);
-  else pthread_mutex_unlock(&stats_lock);
+  neap__lock_fork(&stats_lock, phase);
 }

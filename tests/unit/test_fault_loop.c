@@ -47,6 +47,8 @@ static const char *statsdir, *cgroot;
 static void *held[HELD];
 static size_t held_size[HELD], nheld;
 static bool must_succeed; /* the second round: the fault is gone */
+static double scale = 1;  /* NEAP_STRESS_SCALE: the sanitizer runs' smaller workload */
+#define SCALED(n) ((size_t)((double)(n) * scale) + 1)
 
 __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...) {
   va_list ap;
@@ -116,7 +118,7 @@ static void read_cgroup(void) {
 
 static void workload(void) {
   size_t start = nheld;
-  for (size_t i = 0; i < 20000; i++) {
+  for (size_t i = 0; i < SCALED(20000); i++) {
     size_t size = 8 + (i * 37) % 4000;
     errno = 0;
     keep(neap_malloc(size), size, "malloc");
@@ -127,7 +129,7 @@ static void workload(void) {
     errno = 0;
     keep(neap_malloc(size), size, "malloc");
   }
-  for (size_t i = 0; i < 200; i++) {
+  for (size_t i = 0; i < SCALED(200); i++) {
     size_t align = (size_t)4096 << (i % 7), size = 5000 + i;
     errno = 0;
     keep(neap_aligned_alloc(align, size), size, "aligned_alloc");
@@ -137,7 +139,7 @@ static void workload(void) {
     errno = r;
     keep(r == 0 ? p : NULL, 300, "posix_memalign");
   }
-  for (size_t i = 0; i < 2000; i++) {
+  for (size_t i = 0; i < SCALED(2000); i++) {
     errno = 0;
     size_t n = i % 50 + 1;
     void *p = neap_calloc(n, 64);
@@ -147,7 +149,7 @@ static void workload(void) {
     keep(p, n * 64, "calloc");
   }
   /* realloc: grow across the small/large line; a failure leaves the block. */
-  for (size_t i = 0; i < 100; i++) {
+  for (size_t i = 0; i < SCALED(100); i++) {
     errno = 0;
     void *p = neap_malloc(100);
     if (p == NULL) {
@@ -291,6 +293,8 @@ int main(int argc, char **argv) {
   if (getenv("NEAP_FAULT_SCAVENGER") != NULL) envs[1] = "NEAP_RELEASE_DELAY=0"; /* it runs, returning at once */
   test_reexec_with(argv, envs);
   statsdir = getenv("NEAP_STATS_DIR");
+  const char *sc = getenv("NEAP_STRESS_SCALE");
+  if (sc != NULL && atof(sc) > 0) scale = atof(sc);
   mkdir(statsdir, 0700);
   cgroot = cg;
   make_cgroup_tree(cg);
