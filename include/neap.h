@@ -16,18 +16,22 @@
  *     alignment (tested up to 64 MiB); neap_posix_memalign returns EINVAL
  *     for an alignment that is not a power-of-two multiple of sizeof(void *).
  *
+ * Every call leaves errno alone when it succeeds.
+ *
  * Misuse does not corrupt the heap silently. neap_free(NULL) does
- * nothing. neap_free of a pointer inside neap's heap that is not the
- * start of a live object (a double free, an interior pointer, an object
- * never handed out) prints one line "neap: <what> <pointer>" to stderr
- * and aborts; so does a write into the first 16 bytes of a small object
- * after its free, found when the object is next reused or given back to
- * its span. These checks are on in every build. One rarer case escapes
- * them: a double free of a small object whose bytes 14-15 the program
- * wrote between the two frees, after the first free's object had gone
- * back to its span. And a live object whose first 16 bytes the program
- * set to exactly the free mark another thread's stack would give it is
- * taken for a double free.
+ * nothing. neap_free, neap_realloc or neap_usable_size of a pointer
+ * inside neap's heap that is not the start of a live object (a double
+ * free, an interior pointer, an object never handed out) prints one line
+ * "neap: <what> <pointer>" to stderr and aborts; so does a write into the
+ * first 16 bytes of a small object after its free, found when the object
+ * is next reused or given back to its span, and a call of malloc or free
+ * from a signal handler that interrupted this thread inside neap (they are
+ * not async-signal-safe). These checks are on in every build; README's
+ * "Misuse" has the whole table. One rarer case escapes them: a double
+ * free of a small object whose bytes 14-15 the program wrote between the
+ * two frees, after the first free's object had gone back to its span. And
+ * a live object whose first 16 bytes the program set to exactly the free
+ * mark another thread's stack would give it is taken for a double free.
  *
  * Memory outside neap's heap (the stack, static data, another allocator's
  * blocks, the dynamic loader's early allocations, which a preloaded neap

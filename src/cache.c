@@ -43,10 +43,11 @@
  * through the objects themselves (tcmalloc's and glibc's are too): the
  * first word of each links to the next, so a stack costs its slot one
  * line whatever its length, and its objects' lines, which the push writes
- * anyway, are all it touches. To its span, an object on a stack is still
- * in use; the objects may be any thread's (a free by a thread that does
- * not own the span stacks the object there all the same, and that
- * thread's next malloc of the class reuses it).
+ * anyway, are all it touches. The oldest object links to neap__stack_end,
+ * where an empty stack's top points too (span.h). To its span, an object
+ * on a stack is still in use; the objects may be any thread's (a free by
+ * a thread that does not own the span stacks the object there all the
+ * same, and that thread's next malloc of the class reuses it).
  *
  * How big a stack grows. A class's stack starts at 32 objects (fewer for
  * objects over 1 KiB: 32 KiB). When a free finds it full, what happened

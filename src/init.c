@@ -12,9 +12,12 @@
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
- * handler takes every neap lock, in the lock order (the stats file's flag, the statistics lock, the
- * scavenger's work lock, the cache registry, the centrals by class, the heap, metadata),
- * and the parent and child handlers release them. While they are held no other thread is
+ * handler takes every neap lock, in the lock order (the stats file's flag,
+ * the statistics lock, the scavenger's work lock, the cache registry, the
+ * centrals by class, the heap, metadata); the parent's handler releases
+ * them and the child's makes them anew (lock.h: an error-checking mutex
+ * is released only by the thread that took it, and the child's thread is
+ * another). While they are held no other thread is
  * inside a locked region, so the child's heap is consistent: only the
  * lock-free state of the parent's other threads (their caches and the
  * bits they were setting) may be caught halfway, and the child never
