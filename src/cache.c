@@ -403,10 +403,10 @@ static void give_back_to(neap_cache *c, neap_span *s, void *p) {
  * may hand it out. */
 static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
   NEAP_TRACK_QUIET_BEGIN();
-  uint64_t next = p[0], key = neap__mark_key(p);
-  if (key == slot->marker) neap__mark_set(p, next, NEAP_MARK_KEY);
+  uint64_t next = p[0];
+  if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
+  neap__mark_set(p, next, NEAP_MARK_KEY);
   NEAP_TRACK_QUIET_END();
-  if (NEAP_UNLIKELY(key != slot->marker)) neap__stack_mark_lost(p);
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
   give_back_to(c, s, p);
