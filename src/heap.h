@@ -239,6 +239,10 @@ void neap__cache_counts(neap_cache_counts *out);
  * and the tests, which must not do I/O. */
 struct neap_stats;
 void neap__stats_snapshot(struct neap_stats *s, bool kernel);
+/* The same (with the kernel's view) if no other thread is taking one now;
+ * false otherwise. The scavenger's stats file uses it: a thread that
+ * reads the statistics without pause would otherwise starve it. */
+bool neap__stats_try_snapshot(struct neap_stats *s);
 void neap__stats_fork(neap_fork_phase phase);
 /* statsfile.c: publish the stats file if it is due (the scavenger thread
  * calls it after each step); returns the ms until it next wants to run,

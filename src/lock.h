@@ -28,6 +28,8 @@ NEAP_INLINE void neap__lock(pthread_mutex_t *m) {
   if (NEAP_UNLIKELY(pthread_mutex_lock(m) != 0)) neap__lock_reentered();
 }
 NEAP_INLINE void neap__unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
+/* Takes m if no thread holds it (this one included); false otherwise. */
+NEAP_INLINE bool neap__trylock(pthread_mutex_t *m) { return pthread_mutex_trylock(m) == 0; }
 void neap__lock_init(pthread_mutex_t *m); /* a fresh, unlocked mutex */
 /* What a layer's fork handler does with one of its mutexes. */
 NEAP_INLINE void neap__lock_fork(pthread_mutex_t *m, neap_fork_phase phase) {

@@ -100,10 +100,25 @@ static void read_kernel(neap_stats_t *s) {
   }
 }
 
+/* The snapshot, with stats_lock held. */
+static void snapshot_locked(neap_stats_t *s, bool kernel);
+
 void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
+  neap__lock(&stats_lock);
+  snapshot_locked(s, kernel);
+  neap__unlock(&stats_lock); /* hs and cc are shared */
+}
+
+bool neap__stats_try_snapshot(neap_stats_t *s) {
+  if (!neap__trylock(&stats_lock)) return false;
+  snapshot_locked(s, true);
+  neap__unlock(&stats_lock);
+  return true;
+}
+
+static void snapshot_locked(neap_stats_t *s, bool kernel) {
   memset(s, 0, sizeof *s);
   s->version = NEAP_STATS_VERSION;
-  neap__lock(&stats_lock);
 
   static neap_heap_snapshot hs; /* big (per-class arrays): static, under stats_lock */
   static neap_cache_counts cc;
@@ -168,7 +183,6 @@ void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
   s->scav_forced_bytes = st.forced_bytes;
   s->scav_cycles = st.cycles;
   s->scav_cpu_ns = st.cpu_ns;
-  neap__unlock(&stats_lock); /* hs and cc are shared */
 }
 
 int neap_stats_read(neap_stats_t *out, size_t size) {

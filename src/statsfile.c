@@ -61,6 +61,7 @@
 #include "statsfmt.h"
 
 #define MAX_QUIET_MS 8000u
+#define BUSY_RETRY_MS 100u
 
 static struct {
   long pid;                /* the process that published, 0 if none */
@@ -198,11 +199,14 @@ static uint32_t tick_locked(uint32_t now_ms) {
   if (pub.failed) return UINT32_MAX;
   uint32_t since = now_ms - pub.last_ms;
   if (since < pub.interval_ms) return pub.interval_ms - since;
-  pub.last_ms = now_ms;
 
+  /* Another thread reading the statistics holds their lock; one polling
+   * them without pause would hold it nearly always, and waiting would
+   * keep the scavenger from its work: try again soon. */
   neap_stats_t s;
   uint64_t t0 = neap__os_nanotime();
-  neap_stats_read(&s, sizeof s);
+  if (!neap__stats_try_snapshot(&s)) return BUSY_RETRY_MS;
+  pub.last_ms = now_ms;
   /* The snapshot holds the heap lock for its walk (about 2 ms per GiB of
    * small objects): at most 1% of the time goes to it. */
   uint64_t took_ms = (neap__os_nanotime() - t0) / 1000000u;
