@@ -31,9 +31,10 @@
  * match the live process, so neither a forged file nor one left by a
  * killed process is believed.
  *
- * A process killed by a signal cannot remove its file. So that such files
- * do not pile up, a process removes, when it first publishes, every
- * neap.PID file in the directory that belongs to its user and whose
+ * A process killed by a signal cannot remove its file (nor, in the middle
+ * of a write, its temporary file). So that such files do not pile up, a
+ * process removes, when it first publishes, every neap.PID and
+ * .neap.PID.tmp file in the directory that belongs to its user and whose
  * process no longer exists (one directory listing per process).
  *
  * fork: the child has another pid; its own scavenger publishes its own
@@ -132,14 +133,19 @@ static bool enabled(void) {
   return dir != NULL && *dir != '\0' && strcmp(dir, "off") != 0;
 }
 
-/* Removes our user's files of processes that are gone. */
+/* Removes our user's files of processes that are gone: neap.PID, and
+ * .neap.PID.tmp, which a process killed in the middle of a write leaves. */
 static void remove_if_stale(void *arg, const char *name) {
   (void)arg;
-  if (strncmp(name, "neap.", 5) != 0 || name[5] < '1' || name[5] > '9') return;
+  const char *p = name;
+  if (strncmp(p, ".neap.", 6) == 0) p += 6;
+  else if (strncmp(p, "neap.", 5) == 0) p += 5;
+  else return;
+  if (*p < '1' || *p > '9') return;
   long pid = 0;
-  const char *p = name + 5;
   for (; *p >= '0' && *p <= '9' && pid < (1L << 31); p++) pid = pid * 10 + (*p - '0');
-  if (*p != '\0' || pid == pub.pid || neap__os_pid_alive(pid)) return;
+  if ((name[0] == '.' ? strcmp(p, ".tmp") : strcmp(p, "")) != 0) return;
+  if (pid == pub.pid || neap__os_pid_alive(pid)) return;
   static char path[320];
   size_t n = 0;
   put(path, sizeof path, &n, neap__opt.stats_dir);
