@@ -11,14 +11,10 @@
  *   neap__arena_l1[l1] -> l2 block of 4096 arena pointers (32 KiB, made on
  *   first use) -> neap_arena -> spans[(addr >> 13) % 8192]
  *
- * Arenas inside the 4 TiB window where neap asks for its heap are also in a
- * flat table, so that finding an address's arena is one range check and
- * one load there (span.h); the two-level index answers everywhere else.
- *
  * The page map. The free path does not go through the arena at all: the
- * span tables of a run of adjacent arenas are one flat array (span.h,
+ * span tables of a run of adjacent arenas are one flat array (pagemap.h,
  * neap_pagemap), so a pointer's span is one range check and one load;
- * beside it, the run's page info (6 bytes a page in two tables: span.h)
+ * beside it, the run's page info (6 bytes a page in two tables: pagemap.h)
  * gives the free fast path a small object's slot and offset in its span.
  * The run starts at the first arena registered and grows by each arena
  * reserved right after it, which is how the heap grows; it can cover 64
@@ -59,7 +55,9 @@
  */
 #include <errno.h>
 
-#include "heap.h"
+#include "meta.h"
+#include "track.h"
+#include "pagemap.h"
 #include "os/os.h"
 
 #define HINT_FIRST NEAP_HEAP_WINDOW
@@ -67,7 +65,6 @@
 #define HINT_TRIES 16
 
 _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];
-_Atomic(neap_arena *) neap__arena_window[(size_t)1 << (NEAP_HEAP_WINDOW_SHIFT - NEAP_ARENA_SHIFT)];
 
 static uintptr_t next_hint = HINT_FIRST; /* heap lock */
 static unsigned hint_failures;
@@ -109,10 +106,10 @@ int neap__arena_reserve(size_t n, uintptr_t *out) {
   return 0;
 }
 
-/* --- the page map (span.h) */
+/* --- the page map (pagemap.h) */
 
 /* Written under the heap lock. The base is nowhere until the run starts,
- * so that the free fast path's reach (span.h) takes no pointer in. */
+ * so that the free fast path's reach (pagemap.h) takes no pointer in. */
 neap_pagemap neap__pagemap = {.base = NEAP_PAGEMAP_NOWHERE, .first = NEAP_PAGEMAP_NOWHERE >> NEAP_PAGE_SHIFT};
 static bool map_failed;
 
@@ -191,9 +188,6 @@ int neap__arena_register(neap_arena *a) {
     atomic_store_explicit(slot, l2, memory_order_release);
   }
   __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], a, __ATOMIC_RELEASE);
-  uintptr_t w = a->base - NEAP_HEAP_WINDOW;
-  if (w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT))
-    atomic_store_explicit(&neap__arena_window[w >> NEAP_ARENA_SHIFT], a, memory_order_release);
   if (mapped) /* last: the run covers a once its table exists */
     atomic_store_explicit(&neap__pagemap.size, NEAP_LOAD(&neap__pagemap.size) + NEAP_ARENA_SIZE,
                           memory_order_release);

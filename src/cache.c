@@ -39,12 +39,12 @@
  * thread caches do. The object comes back while the CPU's cache still
  * holds it, and its span's line, which a program freeing at random misses
  * in the L1 cache on most frees, is read only when the stack spills (the
- * free path finds the class in the page info: span.h). A stack is a list
+ * free path finds the class in the page info: cache.h). A stack is a list
  * through the objects themselves (tcmalloc's and glibc's are too): the
  * first word of each links to the next, so a stack costs its slot one
  * line whatever its length, and its objects' lines, which the push writes
  * anyway, are all it touches. The oldest object links to neap__stack_end,
- * where an empty stack's top points too (span.h). To its span, an object
+ * where an empty stack's top points too (cache.h). To its span, an object
  * on a stack is still in use; the objects may be any thread's (a free by
  * a thread that does not own the span stacks the object there all the
  * same, and that thread's next malloc of the class reuses it).
@@ -54,7 +54,7 @@
  * since the last time decides (stack_overflow):
  *   - objects were popped: the stack is a pool the class draws on, too
  *     small for the swings between its frees and mallocs. It doubles, up
- *     to its class's most and the thread's budget (span.h); at either, it
+ *     to its class's most and the thread's budget (cache.h); at either, it
  *     gives back its older half. Each spill costs the span lines of what
  *     it gives back and, later, a window's fresh objects in their place:
  *     at 32 objects the mixed microbenchmark spilled 7 objects in 100
@@ -78,7 +78,7 @@
  * (neap__cache_stack_trim).
  *
  * Checking frees without the span. Every free object holds, in its first
- * two words, its link and its free mark (span.h): the link xor a key,
+ * two words, its link and its free mark (cache.h): the link xor a key,
  * the key naming the slot whose stack holds it, or only the tag for an
  * object free in its span (written for every object when its span is
  * made: heap.c). Handing an object out zeroes the mark. The free fast
@@ -124,7 +124,11 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
+#include "meta.h"
+#include "stats.h"
 #include "neap.h"
 
 neap_cache neap__empty_cache;
@@ -386,7 +390,7 @@ static void span_free_local(neap_cache *c, neap_span *s, void *p) {
 const neap_word neap__stack_end[2];
 
 void neap__stack_mark_lost(void *p) {
-  if (p == neap__stack_end) neap__lock_reentered(); /* the count and the top disagree: see span.h */
+  if (p == neap__stack_end) neap__lock_reentered(); /* the count and the top disagree: see cache.h */
   neap__fatal("double free or write after free", p);
 }
 
@@ -452,7 +456,7 @@ static void stack_set_cap(neap_cache *c, neap_slot *slot, uint32_t cap) {
   stack_spill(c, slot, cap);
 }
 
-/* How far this thread's stacks may grow (span.h): a share of the total. */
+/* How far this thread's stacks may grow (cache.h): a share of the total. */
 static size_t stack_budget(void) {
   uint32_t n = atomic_load_explicit(&live_caches, memory_order_relaxed);
   size_t b = NEAP_STACK_TOTAL / (n ? n : 1u);
@@ -937,7 +941,7 @@ void neap__cache_fork(neap_fork_phase phase) {
     return;
   }
   if (phase == NEAP_FORK_CHILD) {
-    /* The other threads' caches are abandoned (heap.h): out of the
+    /* The other threads' caches are abandoned (cache.h): out of the
      * registry, so that nothing (a trim) walks them again; what they
      * allocated joins the retired totals. Their memory is not reused. */
     neap_cache *mine = neap__cache_mine(), *next;

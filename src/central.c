@@ -39,6 +39,8 @@
  * sets NOTIFIED pushes, and only the drainer, after popping, clears it.
  * Lock order: central -> heap -> meta. Centrals never take each other.
  */
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
 
 enum { LIST_NONE = NEAP_LIST_NONE, LIST_PARTIAL = NEAP_LIST_PARTIAL, LIST_FULL = NEAP_LIST_FULL };

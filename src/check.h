@@ -11,7 +11,13 @@
 #ifndef NEAP_CHECK_H
 #define NEAP_CHECK_H
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "scav.h"
+#include "stats.h"
 
 #if NEAP_HEAP_CHECK
 

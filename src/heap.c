@@ -35,7 +35,12 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "scav.h"
 #include "os/os.h"
 #include "pagealloc.h"
 

@@ -33,7 +33,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
+#include "meta.h"
+#include "scav.h"
+#include "stats.h"
 #include "memlimit.h"
 #include "options.h"
 #include "os/os.h"

@@ -29,6 +29,7 @@
 #ifndef NEAP_INTERNAL_H
 #define NEAP_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -111,6 +112,16 @@ __attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, con
 #else
 #define NEAP_SPIN_PAUSE() ((void)0)
 #endif
+
+/* Relaxed atomics for words one thread writes and others may read: they
+ * compile to plain loads and stores, and keep the C memory model (and
+ * ThreadSanitizer) honest about the racy readers. */
+#define NEAP_LOAD(p) atomic_load_explicit((p), memory_order_relaxed)
+#define NEAP_STORE(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
+/* init.c: what the process needs once (options, the limit, fork
+ * handlers); idempotent, cheap after the first call. */
+void neap__process_init(void);
 
 /* --- small helpers */
 NEAP_INLINE uintptr_t neap__align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }

@@ -28,7 +28,7 @@
  *
  * Free, back up:
  *   1. The page info of the pointer's page (loads of 2 and 4 bytes:
- *      span.h) gives its class's slot and its offset in its span; the page map
+ *      cache.h) gives its class's slot and its offset in its span; the page map
  *      (or the arena index off the page map's run) its span, or "not
  *      ours". The pointer must be the start
  *      of a live object of a live span, or neap prints one line and aborts
@@ -59,7 +59,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "cache.h"
 #include "heap.h"
+#include "stats.h"
 #include "neap.h"
 #include "options.h"
 #include "os/os.h"
@@ -344,13 +346,13 @@ static NEAP_NOINLINE void free_slow(void *p) {
   else neap__cache_free_small(neap__tls_cache, s, p);
 }
 
-/* The free fast path reads the page's info (span.h), which gives the
+/* The free fast path reads the page's info (pagemap.h, cache.h), which gives the
  * class's slot and the offset in the span, and the object's first 16
  * bytes; it pushes the object on the thread's free stack for its class,
  * and never touches the span. Checked in every build (NEAP_FREE_CHECKS):
  * the pointer is an object's start (the low half of the product is below
  * divmul exactly at object starts: test_sizeclass checks every offset),
- * and its mark's tag is not there (span.h; cache.c; the span's tail
+ * and its mark's tag is not there (cache.h, cache.c; the span's tail
  * always has it: heap.c). Anything else, and a full stack, goes to
  * free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {

@@ -21,7 +21,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "heap.h"
+#include "meta.h"
+#include "track.h"
 #include "os/os.h"
 
 #define META_BLOCK ((size_t)1 << 20)

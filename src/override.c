@@ -62,7 +62,7 @@ static void *memalign_any(size_t alignment, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  if (!neap__is_pow2(alignment)) alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
+  if (!neap__is_pow2(alignment)) alignment = (size_t)1 << (64 - neap__clz(alignment));
   return malloc_aligned(size, alignment, false);
 }
 

@@ -75,6 +75,8 @@
  */
 #include "pagealloc.h"
 
+#include "bits.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -166,22 +168,13 @@ NEAP_INLINE uint64_t sum_end(uint64_t s) {
 #define SUM_CHUNK_FREE (NEAP_CHUNK_PAGES | (uint64_t)NEAP_CHUNK_PAGES << SUM_BITS | \
                         (uint64_t)NEAP_CHUNK_PAGES << (2 * SUM_BITS))
 
-/* --- bit helpers */
-NEAP_INLINE unsigned ctz64(uint64_t x) { return (unsigned)__builtin_ctzll(x); }
-NEAP_INLINE unsigned clz64(uint64_t x) { return (unsigned)__builtin_clzll(x); }
-NEAP_INLINE unsigned popc64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
-NEAP_INLINE unsigned top64(uint64_t x) { return 63u - clz64(x); } /* highest set bit */
-NEAP_INLINE uint64_t low_mask(unsigned k) { return k >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << k) - 1; }
-NEAP_INLINE bool bit_get(const uint64_t *b, uint64_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
-NEAP_INLINE void bit_set(uint64_t *b, uint64_t i) { b[i >> 6] |= (uint64_t)1 << (i & 63); }
-
 /* Bits of word w of a chunk bitmap that fall in pages [lo, hi) of the
  * chunk; w must overlap the range. */
 NEAP_INLINE uint64_t word_mask(unsigned w, unsigned lo, unsigned hi) {
   unsigned a = w * 64;
   uint64_t m = ~(uint64_t)0;
-  if (lo > a) m &= ~low_mask(lo - a);
-  if (hi < a + 64) m &= low_mask(hi - a);
+  if (lo > a) m &= ~neap__low_bits(lo - a);
+  if (hi < a + 64) m &= neap__low_bits(hi - a);
   return m;
 }
 
@@ -226,9 +219,9 @@ static uint64_t summarize(const uint64_t *used) {
   if (all == ~(uint64_t)0) return 0;
   for (w = 0; w < PA_WORDS && used[w] == 0; w++) start += 64;
   if (w == PA_WORDS) return SUM_CHUNK_FREE;
-  start += ctz64(used[w]);
+  start += neap__ctz(used[w]);
   for (w = PA_WORDS; used[w - 1] == 0; w--) end += 64;
-  end += clz64(used[w - 1]);
+  end += neap__clz(used[w - 1]);
   unsigned best = start > end ? start : end, run = 0;
   for (w = 0; w < PA_WORDS; w++) {
     uint64_t x = used[w];
@@ -236,16 +229,16 @@ static uint64_t summarize(const uint64_t *used) {
       run += 64;
       continue;
     }
-    run += ctz64(x);
+    run += neap__ctz(x);
     if (run > best) best = run;
     /* Runs strictly between the lowest and highest used page of the word;
      * look only if that gap could beat the best so far. */
-    unsigned lo = ctz64(x), hi = top64(x);
+    unsigned lo = neap__ctz(x), hi = neap__highest_bit(x);
     if (hi - lo > best + 1 && ~x != 0) {
-      unsigned m = longest_ones(~x & low_mask(hi) & ~low_mask(lo + 1));
+      unsigned m = longest_ones(~x & neap__low_bits(hi) & ~neap__low_bits(lo + 1));
       if (m > best) best = m;
     }
-    run = clz64(x);
+    run = neap__clz(x);
   }
   return sum_pack(start, best, end);
 }
@@ -280,10 +273,10 @@ static uint64_t merge(const uint64_t *child, uint64_t cover) {
  * the word being looked at. */
 static unsigned chunk_find(const uint64_t *used, uint64_t n, unsigned from, unsigned *first_free) {
   unsigned w = from >> 6;
-  uint64_t x = used[w] | low_mask(from & 63);
+  uint64_t x = used[w] | neap__low_bits(from & 63);
   if (n == 1) {
     for (;;) {
-      if (~x != 0) return *first_free = w * 64 + ctz64(~x);
+      if (~x != 0) return *first_free = w * 64 + neap__ctz(~x);
       if (++w == PA_WORDS) return PA_NOT_FOUND;
       x = used[w];
     }
@@ -291,8 +284,8 @@ static unsigned chunk_find(const uint64_t *used, uint64_t n, unsigned from, unsi
   unsigned ff = PA_NOT_FOUND;
   uint64_t carry = 0;
   for (;;) {
-    if (ff == PA_NOT_FOUND && ~x != 0) ff = w * 64 + ctz64(~x);
-    uint64_t low_free = x == 0 ? 64 : ctz64(x);
+    if (ff == PA_NOT_FOUND && ~x != 0) ff = w * 64 + neap__ctz(~x);
+    uint64_t low_free = x == 0 ? 64 : neap__ctz(x);
     if (carry + low_free >= n) {
       *first_free = ff;
       return w * 64 - (unsigned)carry;
@@ -304,10 +297,10 @@ static unsigned chunk_find(const uint64_t *used, uint64_t n, unsigned from, unsi
         uint64_t g = runs_of(~x, (unsigned)n);
         if (g != 0) {
           *first_free = ff;
-          return w * 64 + ctz64(g);
+          return w * 64 + neap__ctz(g);
         }
       }
-      carry = clz64(x);
+      carry = neap__clz(x);
     }
     if (++w == PA_WORDS) return PA_NOT_FOUND;
     x = used[w];
@@ -317,7 +310,7 @@ static unsigned chunk_find(const uint64_t *used, uint64_t n, unsigned from, unsi
 /* --- commit bookkeeping */
 
 NEAP_INLINE bool region_ready(const neap_pagealloc *pa, size_t off) {
-  return bit_get(pa->committed, off >> pa->granule_shift);
+  return neap__bits_get(pa->committed, off >> pa->granule_shift);
 }
 
 /* Commit granules [g0, g1] of `base` that `ready` does not list yet, in
@@ -327,16 +320,16 @@ static int commit_granules(unsigned char *base, uint64_t *ready, uint64_t g0, ui
                            unsigned shift, uint64_t *mapped) {
   uint64_t g = g0;
   while (g <= g1) {
-    if (bit_get(ready, g)) {
+    if (neap__bits_get(ready, g)) {
       g++;
       continue;
     }
     uint64_t e = g;
-    while (e < g1 && !bit_get(ready, e + 1)) e++;
+    while (e < g1 && !neap__bits_get(ready, e + 1)) e++;
     int err = neap__os_commit(base + (g << shift), (size_t)(e - g + 1) << shift);
     if (err != 0) return ENOMEM;
     *mapped += (e - g + 1) << shift;
-    for (; g <= e; g++) bit_set(ready, g);
+    for (; g <= e; g++) neap__bits_set(ready, g);
   }
   return 0;
 }
@@ -379,7 +372,7 @@ NEAP_INLINE pa_chunk *chunk_of(const neap_pagealloc *pa, uint64_t c) {
 }
 
 static bool chunk_grown(const neap_pagealloc *pa, uint64_t c) {
-  return c < pa->end_chunk && region_ready(pa, OFF_GROWN + (c >> 6) * 8) && bit_get(pa->grown, c);
+  return c < pa->end_chunk && region_ready(pa, OFF_GROWN + (c >> 6) * 8) && neap__bits_get(pa->grown, c);
 }
 
 /* The dirty bits: dirty[1] says which words of dirty[0] are non-zero, and
@@ -387,7 +380,7 @@ static bool chunk_grown(const neap_pagealloc *pa, uint64_t c) {
  * it is non-zero, and then it is committed. */
 static bool dirty_get(const neap_pagealloc *pa, uint64_t c) {
   uint64_t w0 = c >> 6;
-  return bit_get(pa->dirty[1], w0) && bit_get(pa->dirty[0], c);
+  return neap__bits_get(pa->dirty[1], w0) && neap__bits_get(pa->dirty[0], c);
 }
 
 static void dirty_set(neap_pagealloc *pa, uint64_t c, bool on) {
@@ -412,22 +405,22 @@ static void dirty_update(neap_pagealloc *pa, uint64_t c, const pa_chunk *ch) {
 static uint64_t dirty_prev(const neap_pagealloc *pa, uint64_t c) {
   const uint64_t *d0 = pa->dirty[0], *d1 = pa->dirty[1], *d2 = pa->dirty[2];
   uint64_t w0 = c >> 6, w1 = w0 >> 6, w2 = w1 >> 6, x;
-  if (bit_get(d1, w0)) {
-    x = d0[w0] & low_mask(c & 63);
-    if (x != 0) return (w0 << 6) + top64(x);
+  if (neap__bits_get(d1, w0)) {
+    x = d0[w0] & neap__low_bits(c & 63);
+    if (x != 0) return (w0 << 6) + neap__highest_bit(x);
   }
-  x = d1[w1] & low_mask(w0 & 63);
+  x = d1[w1] & neap__low_bits(w0 & 63);
   if (x == 0) {
-    x = d2[w2] & low_mask(w1 & 63);
+    x = d2[w2] & neap__low_bits(w1 & 63);
     while (x == 0) {
       if (w2 == 0) return NEAP_PA_FAIL;
       x = d2[--w2];
     }
-    w1 = (w2 << 6) + top64(x);
+    w1 = (w2 << 6) + neap__highest_bit(x);
     x = d1[w1];
   }
-  w0 = (w1 << 6) + top64(x);
-  return (w0 << 6) + top64(d0[w0]);
+  w0 = (w1 << 6) + neap__highest_bit(x);
+  return (w0 << 6) + neap__highest_bit(d0[w0]);
 }
 
 /* Merge upward from leaf entries [lo, hi] while anything changes. */
@@ -475,7 +468,7 @@ static uint64_t alloc_range(neap_pagealloc *pa, uint64_t base, uint64_t n) {
       uint64_t m = word_mask(w, lo, hi);
       neap_assert_internal((ch->used[w] & m) == 0);
       if ((ch->scav[w] & m) != 0) { /* popcount may be a call without -mpopcnt */
-        scav += popc64(ch->scav[w] & m);
+        scav += neap__popcount(ch->scav[w] & m);
         ch->scav[w] &= ~m;
       }
       ch->used[w] |= m;
@@ -632,7 +625,7 @@ int neap__pa_grow(neap_pagealloc *pa, uint64_t base, uint64_t npages) {
       ch->used[w] = 0;
       ch->scav[w] = ~(uint64_t)0;
     }
-    bit_set(pa->grown, c);
+    neap__bits_set(pa->grown, c);
     pa->sum[PA_LEAF][c] = SUM_CHUNK_FREE;
   }
   propagate(pa, c0, c1 - 1);
@@ -713,8 +706,8 @@ void neap__pa_free(neap_pagealloc *pa, uint64_t base, uint64_t npages) {
  * scavenged, or PA_NOT_FOUND. */
 static unsigned chunk_dirty_top(const pa_chunk *ch, unsigned lim) {
   for (unsigned w = ((lim - 1) >> 6) + 1; w-- > 0;) {
-    uint64_t d = ~ch->used[w] & ~ch->scav[w] & low_mask(lim - w * 64);
-    if (d != 0) return w * 64 + top64(d);
+    uint64_t d = ~ch->used[w] & ~ch->scav[w] & neap__low_bits(lim - w * 64);
+    if (d != 0) return w * 64 + neap__highest_bit(d);
   }
   return PA_NOT_FOUND;
 }
@@ -747,7 +740,7 @@ uint64_t neap__pa_find_unscavenged(const neap_pagealloc *pa, uint64_t below, uin
     const pa_chunk *ch = chunk_of(pa, c);
     unsigned w = i >> 6, b = i & 63;
     uint64_t notd = (ch->used[w] | ch->scav[w]) << (63 - b); /* not dirty; bit b at the top */
-    uint64_t k = notd == 0 ? b + 1 : clz64(notd);
+    uint64_t k = notd == 0 ? b + 1 : neap__clz(notd);
     if (k > maxpages - len) k = maxpages - len;
     len += k;
     if (k < b + 1 || len == maxpages) break;
@@ -773,7 +766,7 @@ void neap__pa_mark_scavenged(neap_pagealloc *pa, uint64_t base, uint64_t npages)
     for (unsigned w = lo >> 6; w <= (hi - 1) >> 6; w++) {
       uint64_t m = word_mask(w, lo, hi);
       neap_assert((ch->used[w] & m) == 0);
-      added += popc64(m & ~ch->scav[w]);
+      added += neap__popcount(m & ~ch->scav[w]);
       ch->scav[w] |= m;
     }
     dirty_update(pa, c, ch);
@@ -790,22 +783,22 @@ uint64_t neap__pa_count_scavenged(const neap_pagealloc *pa, uint64_t base, uint6
     if (!chunk_grown(pa, c)) continue;
     const pa_chunk *ch = chunk_of(pa, c);
     for (unsigned w = lo >> 6; w <= (hi - 1) >> 6; w++)
-      n += popc64(ch->scav[w] & ~ch->used[w] & word_mask(w, lo, hi));
+      n += neap__popcount(ch->scav[w] & ~ch->used[w] & word_mask(w, lo, hi));
   }
   return n;
 }
 
 bool neap__pa_is_free(const neap_pagealloc *pa, uint64_t page) {
   uint64_t c = page >> PA_CHUNK_SHIFT;
-  return chunk_grown(pa, c) && !bit_get(chunk_of(pa, c)->used, page & PA_CHUNK_MASK);
+  return chunk_grown(pa, c) && !neap__bits_get(chunk_of(pa, c)->used, page & PA_CHUNK_MASK);
 }
 
 neap_pa_page neap__pa_page_state(const neap_pagealloc *pa, uint64_t page) {
   uint64_t c = page >> PA_CHUNK_SHIFT;
   if (page >= NEAP_MAX_PAGES || !chunk_grown(pa, c)) return NEAP_PA_NOT_GROWN;
   const pa_chunk *ch = chunk_of(pa, c);
-  if (bit_get(ch->used, page & PA_CHUNK_MASK)) return NEAP_PA_INUSE;
-  return bit_get(ch->scav, page & PA_CHUNK_MASK) ? NEAP_PA_SCAVENGED : NEAP_PA_FREE;
+  if (neap__bits_get(ch->used, page & PA_CHUNK_MASK)) return NEAP_PA_INUSE;
+  return neap__bits_get(ch->scav, page & PA_CHUNK_MASK) ? NEAP_PA_SCAVENGED : NEAP_PA_FREE;
 }
 
 uint64_t neap__pa_pages_grown(const neap_pagealloc *pa) { return pa->pages_grown; }
@@ -832,7 +825,7 @@ static bool region_zero(const neap_pagealloc *pa, size_t off, size_t end) {
       off = (size_t)((g | 63) + 1) << shift;
       continue;
     }
-    g += ctz64(bits);
+    g += neap__ctz(bits);
     size_t from = (size_t)g << shift;
     if (from > off) off = from;
     if (off >= end) break;
@@ -852,7 +845,7 @@ static unsigned next_page(const uint64_t *used, unsigned p, bool used_bit) {
   while (p < NEAP_CHUNK_PAGES) {
     uint64_t x = used_bit ? used[p >> 6] : ~used[p >> 6];
     x >>= p & 63;
-    if (x != 0) return p + ctz64(x);
+    if (x != 0) return p + neap__ctz(x);
     p = (p | 63) + 1;
   }
   return NEAP_CHUNK_PAGES;
@@ -885,11 +878,11 @@ static bool check_chunk(const neap_pagealloc *pa, uint64_t c, uint64_t *nfree, u
   for (unsigned w = 0; w < PA_WORDS; w++) {
     bad |= ch->scav[w] & ch->used[w];
     dirty |= ~ch->used[w] & ~ch->scav[w];
-    if (ch->used[w] != ~(uint64_t)0) *nfree += popc64(~ch->used[w]);
-    if (ch->scav[w] != 0) *scav += popc64(ch->scav[w]);
+    if (ch->used[w] != ~(uint64_t)0) *nfree += neap__popcount(~ch->used[w]);
+    if (ch->scav[w] != 0) *scav += neap__popcount(ch->scav[w]);
     uint64_t page = (c << PA_CHUNK_SHIFT) + w * 64; /* nothing free below the hint */
     if (page < pa->hint)
-      bad |= ~ch->used[w] & (pa->hint - page >= 64 ? ~(uint64_t)0 : low_mask((unsigned)(pa->hint - page)));
+      bad |= ~ch->used[w] & (pa->hint - page >= 64 ? ~(uint64_t)0 : neap__low_bits((unsigned)(pa->hint - page)));
   }
   return bad == 0 && pa->sum[PA_LEAF][c] == summarize_by_runs(ch->used) && dirty_get(pa, c) == (dirty != 0);
 }
@@ -900,7 +893,7 @@ static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *nf
   bool ok = true;
   for (uint64_t w = 0; w < (pa->end_chunk + 63) >> 6; w++) {
     uint64_t g = region_ready(pa, OFF_GROWN + w * 8) ? pa->grown[w] : 0;
-    uint64_t d = bit_get(pa->dirty[1], w) ? pa->dirty[0][w] : 0;
+    uint64_t d = neap__bits_get(pa->dirty[1], w) ? pa->dirty[0][w] : 0;
     ok &= (d & ~g) == 0;
     if (region_ready(pa, OFF_SUM4 + w * 64 * 8)) { /* 64 leaves share a granule */
       const uint64_t *leaf = pa->sum[PA_LEAF] + w * 64;
@@ -908,13 +901,13 @@ static bool check_chunks(const neap_pagealloc *pa, uint64_t *grown, uint64_t *nf
       if (g == 0)
         for (unsigned i = 0; i < 64; i += 4) any |= leaf[i] | leaf[i + 1] | leaf[i + 2] | leaf[i + 3];
       else
-        for (uint64_t m = ~g; m != 0; m &= m - 1) any |= leaf[ctz64(m)];
+        for (uint64_t m = ~g; m != 0; m &= m - 1) any |= leaf[neap__ctz(m)];
       ok &= any == 0;
     } else {
       ok &= g == 0;
     }
     for (; g != 0; g &= g - 1) {
-      ok &= check_chunk(pa, w * 64 + ctz64(g), nfree, scav);
+      ok &= check_chunk(pa, w * 64 + neap__ctz(g), nfree, scav);
       *grown += NEAP_CHUNK_PAGES;
     }
   }
@@ -932,7 +925,7 @@ bool neap__pa_check(const neap_pagealloc *pa) {
   /* No grown bit at or beyond end_chunk. */
   uint64_t gw = pa->end_chunk >> 6;
   if ((pa->end_chunk & 63) != 0) {
-    ok &= (pa->grown[gw] & ~low_mask((unsigned)(pa->end_chunk & 63))) == 0;
+    ok &= (pa->grown[gw] & ~neap__low_bits((unsigned)(pa->end_chunk & 63))) == 0;
     gw++;
   }
   ok &= region_zero(pa, OFF_GROWN + gw * 8, OFF_GROWN + PA_CHUNKS / 8);
@@ -965,9 +958,9 @@ bool neap__pa_check(const neap_pagealloc *pa) {
       w0 += 63; /* a whole word of dirty[1] is clear */
       continue;
     }
-    ok &= bit_get(pa->dirty[1], w0) == nonzero;
+    ok &= neap__bits_get(pa->dirty[1], w0) == nonzero;
   }
   for (uint64_t w1 = 0; w1 < PA_CHUNKS / 64 / 64; w1++)
-    ok &= bit_get(pa->dirty[2], w1) == (pa->dirty[1][w1] != 0);
+    ok &= neap__bits_get(pa->dirty[2], w1) == (pa->dirty[1][w1] != 0);
   return ok;
 }

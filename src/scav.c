@@ -85,7 +85,11 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
+#include "scav.h"
+#include "stats.h"
 #include "memlimit.h"
 #include "neap.h"
 #include "options.h"

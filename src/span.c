@@ -31,13 +31,15 @@
  * padding, and a merge of remote bits leaves it.
  *
  * Free objects. Every object free in its span holds, in its first two
- * words, a link (any value) and the free mark that covers it (span.h),
+ * words, a link (any value) and the free mark that covers it (cache.h),
  * from the moment its span is made (heap.c writes it in every object and
  * in the tail); objects on the threads' free stacks are linked through
  * those words (cache.c). A write after free that changes them is caught
  * when the object next leaves a stack, or by the heap checker.
  */
-#include "heap.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "span.h"
 
 /* One pool per bitmap width: span structs of width w can be reused for any
  * class of the same width, and large spans take width 0. */
@@ -103,7 +105,7 @@ unsigned neap__span_merge_remote_scan(neap_span *s) {
     uint64_t u = NEAP_LOAD(inuse);
     if (NEAP_UNLIKELY((u & x) != x)) {
       /* Freed remotely while already free: two frees raced. */
-      unsigned i = w * 64u + (unsigned)__builtin_ctzll(x & ~u);
+      unsigned i = w * 64u + neap__ctz(x & ~u);
       neap__fatal("double free", (void *)(s->base + (uintptr_t)i * s->elemsize));
     }
     NEAP_STORE(inuse, u & ~x);

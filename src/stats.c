@@ -36,7 +36,11 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "cache.h"
 #include "heap.h"
+#include "meta.h"
+#include "scav.h"
+#include "stats.h"
 #include "memlimit.h"
 #include "neap.h"
 #include "os/os.h"

@@ -55,7 +55,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "heap.h"
+#include "stats.h"
 #include "neap.h"
 #include "options.h"
 #include "os/os.h"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "heap.h"
 #include "internal.h"
 #include "neap.h"

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "cache.h"
+#include "central.h"
 #include "heap.h"
 #include "neap.h"
 #include "test.h"

@@ -10,6 +10,7 @@
  */
 #include <sys/mman.h>
 
+#include "cache.h"
 #include "heap.h"
 #include "neap.h"
 #include "test.h"

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "cache.h"
 #include "heap.h"
 #include "internal.h"
 #include "neap.h"
@@ -175,14 +176,9 @@ static void plant_pinfo_start(void) {
   NEAP_STORE(&arena_of(p)->info_start[page_in_arena(p)], NEAP_LOAD(&arena_of(p)->info_start[page_in_arena(p)]) + 16);
 }
 static void plant_arena_index(void) {
-  uintptr_t a = (uintptr_t)big & ~(NEAP_ARENA_SIZE - 1), w = a - NEAP_HEAP_WINDOW;
-  if (w < ((uintptr_t)1 << NEAP_HEAP_WINDOW_SHIFT)) { /* the window, where arenas normally are */
-    NEAP_STORE(&neap__arena_window[w >> NEAP_ARENA_SHIFT], NULL);
-  } else { /* elsewhere (ThreadSanitizer places the heap itself): the two-level index */
-    uintptr_t ai = a >> NEAP_ARENA_SHIFT;
-    neap_arena **l2 = NEAP_LOAD(&neap__arena_l1[ai >> NEAP_ARENA_L2_BITS]);
-    __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], NULL, __ATOMIC_RELAXED);
-  }
+  uintptr_t ai = (uintptr_t)big >> NEAP_ARENA_SHIFT;
+  neap_arena **l2 = NEAP_LOAD(&neap__arena_l1[ai >> NEAP_ARENA_L2_BITS]);
+  __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], NULL, __ATOMIC_RELAXED);
 }
 static void plant_span_state(void) { atomic_store(&span_of(orphans[0])->state, NEAP_SPAN_DEAD); }
 static void plant_large_state(void) { atomic_store(&span_of(big)->state, NEAP_SPAN_SMALL); }

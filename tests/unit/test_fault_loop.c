@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "stats.h"
 #include "internal.h"
 #include "memlimit.h"
 #include "neap.h"

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "scav.h"
 #include "neap.h"
 #include "options.h"
 #include "../test.h"

@@ -1,0 +1,56 @@
+/* The scavenger (scav.c): returning free memory to the OS, paced, and the
+ * memory limit's work. scav.c has the essay. */
+#ifndef NEAP_SCAV_H
+#define NEAP_SCAV_H
+
+#include "lock.h"
+
+/* The scavenger's clock in milliseconds (wraps every 49 days; compare
+ * differences). Tests may swap it: neap__scav_test_clock. */
+uint32_t neap__now_ms(void);
+/* Free pages appeared (a central's lock may be held): wakes a parked
+ * scavenger. One relaxed load when there is nothing to do. */
+void neap__scav_kick(void);
+/* After an allocation from the page heap: starts the thread once the heap
+ * has grown big enough (one relaxed load otherwise). Never wakes it:
+ * allocation gives it nothing to do. */
+void neap__scav_start_if_needed(void);
+/* The heap grew to `bytes` (called under the heap lock: only notes it). */
+void neap__scav_heap_grew(uint64_t bytes);
+/* An allocation needs `bytes` held under the limit: take back the caches'
+ * kept spans and return free pages now (all of them when `all`). Called
+ * with no neap lock held. */
+void neap__scav_limit_work(size_t bytes, bool all);
+void neap__scav_fork(neap_fork_phase phase);
+bool neap__scav_is_self(void); /* is this the scavenger thread? */
+/* CPU time (ns) a thread other than the scavenger spent on neap's own
+ * statistics: not the program's work (see program_busy in scav.c). */
+void neap__scav_note_stats_cpu(uint64_t ns);
+/* What the scavenger did, for statistics. */
+typedef struct neap_scav_totals {
+  uint64_t bg_bytes;     /* returned by the background thread after the delay */
+  uint64_t eager_bytes;  /* returned for the memory limit */
+  uint64_t forced_bytes; /* returned by neap_release / malloc_trim */
+  uint64_t cycles;       /* background passes completed */
+  uint64_t cpu_ns;       /* CPU time spent returning memory, all kinds */
+  bool running;          /* the background thread exists */
+} neap_scav_totals;
+void neap__scav_totals(neap_scav_totals *out);
+/* The pacer: a token bucket of CPU time, filled at rate_bp hundredths of
+ * a percent of wall time, holding at most 100 s of that. */
+typedef struct neap__pacer {
+  uint64_t rate_bp;
+  int64_t credit, cap; /* ns x 10000 */
+  uint64_t last_ns;
+} neap__pacer;
+void neap__pacer_init(neap__pacer *p, long cpu_bp, uint64_t now_ns);
+void neap__pacer_refill(neap__pacer *p, uint64_t now_ns);
+void neap__pacer_charge(neap__pacer *p, uint64_t worked_ns);
+bool neap__pacer_may_work(const neap__pacer *p);
+int64_t neap__pacer_credit_ns(const neap__pacer *p);
+uint64_t neap__pacer_wait_ns(const neap__pacer *p); /* until credit is positive again */
+/* Test hooks: swap the clock (NULL: the real one); run one background step. */
+void neap__scav_test_clock(uint32_t (*fn)(void));
+uint32_t neap__scav_test_step(uint32_t now, size_t *released);
+
+#endif
