@@ -956,7 +956,7 @@ void neap__cache_fork(neap_fork_phase phase) {
   neap__lock_fork(&reg_lock, phase);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 /* --- the heap checker's part (check.c): every registered cache, under the
  * registry lock, with its owner thread kept still by the caller. */
 #include "check.h"

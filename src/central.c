@@ -219,7 +219,7 @@ void neap__central_fork(neap_fork_phase phase) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) neap__lock_fork(&centrals[cls].lock, phase);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 /* --- the heap checker's part (check.c): each central's lists and pending
  * stack, under its lock. */
 #include "check.h"

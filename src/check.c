@@ -1,6 +1,6 @@
 /* The heap checker: a walk of everything neap owns that verifies every
  * invariant the layers' essays state, for tests, the fuzzer and debug
- * builds (NEAP_HEAP_CHECK; libneap.so and libneap.a leave it out).
+ * builds (NEAP_TESTING; libneap.so and libneap.a leave it out).
  *
  * What it verifies, layer by layer (each layer checks its own part, in
  * check functions beside the code that keeps the invariants):
@@ -48,7 +48,7 @@
  */
 #include "check.h"
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 
 #include <pthread.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* The heap checker's interface between the layers (check.c has the essay).
  *
- * Only in builds with NEAP_HEAP_CHECK (the tests' libraries and every
+ * Only in builds with NEAP_TESTING (the tests' libraries and every
  * debug build): each layer that owns state has a check function that
  * verifies the invariants its essay states and adds what it saw to the
  * tallies in neap_check, which check.c compares across layers (every
@@ -19,7 +19,7 @@
 #include "scav.h"
 #include "stats.h"
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 
 /* The registered caches the checker knows by address (more are not
  * checked for ownership; a test never has that many threads at once). */

@@ -263,7 +263,7 @@ static uint64_t alloc_pages_locked(uint64_t npages, uint64_t *nscav, uint64_t *n
     }
   }
   *nlazy = pages_taken_locked(p, npages);
-  heap.last_alloc_ms = neap__now_ms();
+  heap.last_alloc_ms = neap__os_now_ms();
   return p;
 }
 
@@ -332,7 +332,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
      * go back marked as still fresh. */
     uintptr_t base = page_addr(first);
     uint64_t head = (neap__align_up(base, align) - base) >> NEAP_PAGE_SHIFT, tail = extra - head;
-    uint32_t now = neap__now_ms();
+    uint32_t now = neap__os_now_ms();
     if (head != 0) {
       pages_given_locked(first, head, now);
       neap__pa_free(&heap.pa, first, head);
@@ -362,7 +362,7 @@ neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed) {
 }
 
 void neap__heap_free_span(neap_span *s) {
-  uint32_t now = neap__now_ms();
+  uint32_t now = neap__os_now_ms();
   NEAP_TRACK_NOACCESS((void *)s->base, neap__span_bytes(s));
   neap__lock(&heap.lock);
   set_spans_locked(s->first_page, s->npages, NULL);
@@ -380,7 +380,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages) {
   if (npages < s->npages) {
     uint64_t cut = s->first_page + npages, n = s->npages - npages;
     set_spans_locked(cut, n, NULL);
-    pages_given_locked(cut, n, neap__now_ms());
+    pages_given_locked(cut, n, neap__os_now_ms());
     neap__pa_free(&heap.pa, cut, n);
     heap.pages_inuse -= n;
     s->npages = (uint32_t)npages;
@@ -623,7 +623,7 @@ void neap__heap_snapshot(neap_heap_snapshot *out) {
   neap__unlock(&heap.lock);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 /* --- the heap checker's part (check.c): every page of every arena, under
  * the heap lock. */
 #include "check.h"

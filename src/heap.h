@@ -23,7 +23,7 @@ bool neap__heap_resize_large(neap_span *s, size_t npages);
  * are taken out of the page allocator, returned (madvise) without the
  * heap lock, and put back marked scavenged (and lazy, for MADV_FREE). */
 typedef struct neap_scav_pass {
-  uint32_t now_ms;     /* in: the scavenger clock (neap__now_ms) */
+  uint32_t now_ms;     /* in: the scavenger clock (neap__os_now_ms) */
   uint32_t delay_ms;   /* in: the release delay */
   bool force;          /* in: ignore the delay and the density rule */
   bool dontneed;       /* in: MADV_DONTNEED, else MADV_FREE */

@@ -21,10 +21,11 @@
  * The checks that protect the heap from misuse (free of a pointer that is
  * not a live object) are not asserts: they run in every build.
  *
- * NEAP_HEAP_CHECK (on in debug builds and in the libraries the tests link,
- * off in libneap.so and libneap.a) compiles in the heap checker,
- * neap__heap_check (check.c): a walk of every structure that verifies
- * every invariant the layers' essays state.
+ * NEAP_TESTING (on in debug builds and in the libraries the tests link,
+ * off in libneap.so and libneap.a) compiles in what only tests call: the
+ * heap checker (check.c: a walk of every structure that verifies every
+ * invariant the layers' essays state), the os layer's fault injection and
+ * fake clock, the scavenger's single step, and the hooks below.
  */
 #ifndef NEAP_INTERNAL_H
 #define NEAP_INTERNAL_H
@@ -100,8 +101,8 @@ __attribute__((noreturn)) NEAP_COLD void neap__assert_fail(const char *expr, con
 #define neap_assert_expensive(e) ((void)0)
 #define NEAP_EXPENSIVE_CHECKS 0
 #endif
-#ifndef NEAP_HEAP_CHECK
-#define NEAP_HEAP_CHECK (NEAP_DEBUG >= 1)
+#ifndef NEAP_TESTING
+#define NEAP_TESTING (NEAP_DEBUG >= 1)
 #endif
 
 /* A spin-wait hint to the CPU. */
@@ -127,7 +128,7 @@ void neap__process_init(void);
 NEAP_INLINE uintptr_t neap__align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
 NEAP_INLINE bool neap__is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-/* --- test hooks (tests link libneap.a and may call these) */
+/* --- test hooks (NEAP_TESTING builds only) */
 /* Exact live bytes and objects in the whole heap, small and large, merged
  * from every thread's counters (other threads may be running). */
 size_t neap__heap_live_bytes(void);
@@ -140,6 +141,6 @@ void *neap__object_start(const void *p);
  * violation ("heap check: <what> <address>"). The caller makes sure no
  * other thread is inside neap meanwhile (the scavenger may be: the check
  * holds its work lock). Allocates nothing. */
-const char *neap__heap_check(void); /* only in NEAP_HEAP_CHECK builds */
+const char *neap__heap_check(void);
 
 #endif

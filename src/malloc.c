@@ -458,6 +458,7 @@ void *neap_realloc(void *p, size_t size) {
 
 int neap_owns(const void *p) { return neap__arena_of((uintptr_t)p) != NULL; }
 
+#if NEAP_TESTING
 void *neap__object_start(const void *ptr) {
   uintptr_t p = (uintptr_t)ptr;
   neap_span *s = neap__span_of(p);
@@ -484,3 +485,4 @@ size_t neap__heap_live_objects(void) {
   neap__stats_snapshot(&s, false);
   return (size_t)s.heap_objects;
 }
+#endif

@@ -115,7 +115,7 @@ void neap__meta_fork(neap_fork_phase phase) {
   neap__lock_fork(&meta_lock, phase);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 /* --- the heap checker's part (check.c): the accounts, under the lock. */
 #include "check.h"
 

@@ -123,7 +123,9 @@ static struct {
   uint64_t cursor;        /* where the background pass continues */
   uint32_t last_trim_ms;
   uint32_t last_rotate_ms; /* the demand window's current half began */
-  uint64_t busy_wall, busy_cpu; /* program_busy's previous look */
+  bool busy_seen;         /* program_busy has looked before, at ... */
+  uint32_t busy_ms;       /* ... this time, when others' CPU time was ... */
+  uint64_t busy_cpu;      /* ... this (ns) */
   bool start_failed;       /* the last try to start the thread failed ... */
   uint32_t start_failed_ms; /* ... at this time (state STARTING guards both) */
   /* Totals (relaxed atomics: read by statistics any time). */
@@ -133,17 +135,6 @@ static struct {
 } scav = {.work = NEAP_MUTEX_INITIALIZER, .lock = NEAP_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
 
 #define ADD(field, v) atomic_fetch_add_explicit(&scav.field, (v), memory_order_relaxed)
-
-/* --- the clock */
-
-static uint32_t (*test_clock)(void);
-
-uint32_t neap__now_ms(void) {
-  if (NEAP_UNLIKELY(test_clock != NULL)) return test_clock();
-  return (uint32_t)(neap__os_nanotime() / 1000000u);
-}
-
-void neap__scav_test_clock(uint32_t (*fn)(void)) { test_clock = fn; }
 
 /* --- the pacer: a token bucket of CPU time */
 
@@ -251,14 +242,14 @@ void neap__scav_note_stats_cpu(uint64_t ns) {
  * otherwise idle program and made the scavenger hold its free pages four
  * delays instead of one, at random (the demo's frag run). Tests (a fake
  * clock) drive activity through the heap alone. */
-static bool program_busy(void) {
-  if (test_clock != NULL) return false;
-  uint64_t wall = neap__os_nanotime();
+static bool program_busy(uint32_t now) {
   uint64_t mine = neap__os_thread_cputime() + atomic_load_explicit(&stats_cpu_ns, memory_order_relaxed);
   uint64_t all = neap__os_process_cputime(), other = all > mine ? all - mine : 0;
-  uint64_t dwall = wall - scav.busy_wall, dcpu = other > scav.busy_cpu ? other - scav.busy_cpu : 0;
-  bool first = scav.busy_wall == 0;
-  scav.busy_wall = wall;
+  uint64_t dwall = (uint64_t)(uint32_t)(now - scav.busy_ms) * 1000000u;
+  uint64_t dcpu = other > scav.busy_cpu ? other - scav.busy_cpu : 0;
+  bool first = !scav.busy_seen;
+  scav.busy_seen = true;
+  scav.busy_ms = now;
   scav.busy_cpu = other;
   return !first && dcpu * 10 >= dwall;
 }
@@ -293,7 +284,7 @@ static step_result background_step(uint32_t now) {
   neap__unlock(&scav.work);
   uint32_t idle_alloc = now - dm.last_alloc_ms, idle_free = now - dm.last_free_ms;
   uint32_t idle = idle_alloc < idle_free ? idle_alloc : idle_free;
-  bool busy = program_busy(); /* sampled every step: its interval is the step's */
+  bool busy = program_busy(now); /* sampled every step: its interval is the step's */
   bool active = delay >= 0 && (idle < (uint32_t)delay || busy);
   uint64_t retain = active && dm.recent_peak_pages > dm.inuse_pages ? dm.recent_peak_pages - dm.inuse_pages : 0;
   for (;;) {
@@ -396,7 +387,7 @@ static void *scav_main(void *arg) {
   (void)arg;
   is_scavenger = true;
   for (;;) {
-    step_result r = background_step(neap__now_ms());
+    step_result r = background_step(neap__os_now_ms());
     uint32_t ms = sleep_after(&r);
     if (ms == 0) continue;
     if (ms == UINT32_MAX) {
@@ -415,7 +406,7 @@ static void *scav_main(void *arg) {
     }
     /* The stats file: published outside the work lock (stats before
      * scavenger in the lock order, init.c). */
-    uint32_t pub_ms = neap__statsfile_tick(neap__now_ms());
+    uint32_t pub_ms = neap__statsfile_tick(neap__os_now_ms());
     if (pub_ms < ms) ms = pub_ms;
     wait_ms(ms);
     atomic_store(&scav.parked, false);
@@ -446,7 +437,7 @@ static void start(void) {
    * kernel's thread table) tries again at its first allocation from the
    * page heap a second later; until then, and for good where it never can
    * (seccomp), its memory goes back on neap_release and the limit only. */
-  uint32_t now = neap__now_ms();
+  uint32_t now = neap__os_now_ms();
   if (scav.start_failed && (uint32_t)(now - scav.start_failed_ms) < START_RETRY_MS) {
     atomic_store(&scav.state, ST_NONE);
     return;
@@ -528,6 +519,7 @@ void neap__scav_totals(neap_scav_totals *out) {
   out->running = scav_running();
 }
 
+#if NEAP_TESTING
 /* One background step at `now` for tests (no thread needed): returns the
  * sleep it would choose (UINT32_MAX: park) and the bytes it returned. */
 uint32_t neap__scav_test_step(uint32_t now, size_t *released) {
@@ -536,6 +528,7 @@ uint32_t neap__scav_test_step(uint32_t now, size_t *released) {
   if (released) *released = r.released;
   return r.done || r.budget_out ? sleep_after(&r) : 0;
 }
+#endif
 
 void neap__scav_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
@@ -555,7 +548,7 @@ void neap__scav_fork(neap_fork_phase phase) {
   neap__lock_fork(&scav.work, phase);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 #include "check.h"
 
 void neap__scav_check_hold(bool hold) {

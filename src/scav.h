@@ -3,11 +3,9 @@
 #ifndef NEAP_SCAV_H
 #define NEAP_SCAV_H
 
+#include "internal.h"
 #include "lock.h"
 
-/* The scavenger's clock in milliseconds (wraps every 49 days; compare
- * differences). Tests may swap it: neap__scav_test_clock. */
-uint32_t neap__now_ms(void);
 /* Free pages appeared (a central's lock may be held): wakes a parked
  * scavenger. One relaxed load when there is nothing to do. */
 void neap__scav_kick(void);
@@ -49,8 +47,11 @@ void neap__pacer_charge(neap__pacer *p, uint64_t worked_ns);
 bool neap__pacer_may_work(const neap__pacer *p);
 int64_t neap__pacer_credit_ns(const neap__pacer *p);
 uint64_t neap__pacer_wait_ns(const neap__pacer *p); /* until credit is positive again */
-/* Test hooks: swap the clock (NULL: the real one); run one background step. */
-void neap__scav_test_clock(uint32_t (*fn)(void));
+#if NEAP_TESTING
+/* One background step at `now` (os.h's fake clock), as the thread would
+ * take it: returns the sleep it would choose (UINT32_MAX: park) and the
+ * bytes it returned. */
 uint32_t neap__scav_test_step(uint32_t now, size_t *released);
+#endif
 
 #endif

@@ -122,7 +122,7 @@ unsigned neap__span_live(const neap_span *s) {
   return n - padding_bits(s);
 }
 
-#if NEAP_HEAP_CHECK
+#if NEAP_TESTING
 /* --- the heap checker's part (check.c) */
 #include "check.h"
 

@@ -230,7 +230,7 @@ TEST__FN int test_done(void) {
 #define TEST_DONE() test_done()
 
 
-#if defined(NEAP_INTERNAL_H) && NEAP_HEAP_CHECK
+#if defined(NEAP_INTERNAL_H) && NEAP_TESTING
 /* The heap checker finds nothing wrong (no other thread may be inside neap). */
 static inline void test_heap_check(const char *when) {
   const char *m = neap__heap_check();

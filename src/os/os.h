@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
+
 /* The OS page size, read once (sysconf is not async-signal-safe, but it
  * does not allocate). */
 size_t neap__os_page_size(void);
@@ -62,6 +64,9 @@ int neap__os_nohugepage(void *addr, size_t size);
 
 /* Monotonic time in nanoseconds. */
 uint64_t neap__os_nanotime(void);
+/* The clock neap's policies run on (the release delay, pacing, demand):
+ * monotonic milliseconds, wrapping every 49 days (compare differences). */
+uint32_t neap__os_now_ms(void);
 /* CPU time the calling thread has used, in nanoseconds. */
 uint64_t neap__os_thread_cputime(void);
 /* CPU time all threads of the process have used, in nanoseconds. */
@@ -127,12 +132,13 @@ void neap__os_write_err(const char *s, size_t n);
 /* Kill the process with SIGABRT, without running atexit handlers. */
 __attribute__((noreturn)) void neap__os_abort(void);
 
-/* Fault injection (tests): every call that can fail belongs to one kind,
- * and a test can make the Nth future call of a kind fail, as SQLite's
- * fault loops do, to prove that each failure has a clean outcome (an
- * allocation returns NULL with ENOMEM; neap keeps working). A failed call
- * does nothing and returns the error the kernel gives for that kind when
- * it is out of resources. Arming costs the calls one relaxed load. */
+#if NEAP_TESTING
+/* Fault injection (test builds): every call that can fail belongs to one
+ * kind, and a test can make the Nth future call of a kind fail, as
+ * SQLite's fault loops do, to prove that each failure has a clean outcome
+ * (an allocation returns NULL with ENOMEM; neap keeps working). A failed
+ * call does nothing and returns the error the kernel gives for that kind
+ * when it is out of resources. */
 typedef enum neap_os_call {
   NEAP_OS_RESERVE,     /* neap__os_reserve, neap__os_reserve_zero: ENOMEM */
   NEAP_OS_COMMIT,      /* neap__os_commit (heap growth, page allocator): ENOMEM */
@@ -148,14 +154,24 @@ typedef enum neap_os_call {
 void neap__os_fail_nth(neap_os_call kind, long n);
 /* The kind's name ("reserve", "commit", ...), for test reports. */
 const char *neap__os_call_name(neap_os_call kind);
-
-/* Counters of what the os layer did, for statistics and tests: calls made
- * of each kind (failed or not), and failures injected. */
+/* Calls made of each kind (failed or not), and failures injected. */
 typedef struct neap_os_counters {
   uint64_t calls[NEAP_OS_CALLS];
   uint64_t injected[NEAP_OS_CALLS];
-  uint64_t returns, unmaps; /* successful returns and unmaps */
 } neap_os_counters;
 void neap__os_counters(neap_os_counters *out);
+
+#endif
+
+/* A fake clock (test builds): while set, neap__os_now_ms and the CPU
+ * times read it (the test moves it), so that the scavenger's policies,
+ * which run on them, can be driven step by step. */
+typedef struct neap_os_fake_time {
+  uint32_t now_ms;
+  uint64_t process_cpu_ns, thread_cpu_ns;
+} neap_os_fake_time;
+#if NEAP_TESTING
+void neap__os_fake_time(const neap_os_fake_time *t); /* NULL: the real clock again */
+#endif
 
 #endif

@@ -1,6 +1,7 @@
 /* The os layer on Linux: the only file in neap that makes system calls.
  *
- * It owns nothing but a few counters and the fault-injection hook (os.h). All
+ * It owns nothing; test builds add the fault injection and fake clock
+ * that os.h describes. All
  * functions are thread-safe and may be called with any neap lock held:
  * none of them allocates, takes a lock, or calls back into neap. Errors are
  * returned as errno values; errno itself is saved and restored so that a
@@ -39,10 +40,11 @@
 extern char **environ;
 
 static size_t os_page_size;
+
+#if NEAP_TESTING
 static struct {
   _Atomic uint64_t calls[NEAP_OS_CALLS], injected[NEAP_OS_CALLS];
   _Atomic long fail_at[NEAP_OS_CALLS]; /* >0: the call that brings it to 1 fails */
-  _Atomic uint64_t returns, unmaps;
 } counters;
 
 static const char *const call_names[NEAP_OS_CALLS] = {
@@ -51,7 +53,7 @@ static const char *const call_names[NEAP_OS_CALLS] = {
     [NEAP_OS_READ] = "read",       [NEAP_OS_PUBLISH] = "publish"};
 
 /* Counts a call of `kind`; true when the fault hook says it must fail. */
-static bool injected(neap_os_call kind) {
+static bool injected_(neap_os_call kind) {
   atomic_fetch_add_explicit(&counters.calls[kind], 1, memory_order_relaxed);
   long n = atomic_load_explicit(&counters.fail_at[kind], memory_order_relaxed);
   while (NEAP_UNLIKELY(n > 0)) {
@@ -64,8 +66,14 @@ static bool injected(neap_os_call kind) {
   }
   return false;
 }
+#define injected(kind) injected_(kind)
 
-#define COUNT(c) atomic_fetch_add_explicit(&counters.c, 1, memory_order_relaxed)
+static _Atomic(const neap_os_fake_time *) fake_time;
+#define FAKE_TIME() atomic_load_explicit(&fake_time, memory_order_acquire)
+#else
+#define injected(kind) false
+#define FAKE_TIME() ((const neap_os_fake_time *)NULL)
+#endif
 
 size_t neap__os_page_size(void) {
   size_t p = __atomic_load_n(&os_page_size, __ATOMIC_RELAXED);
@@ -117,7 +125,6 @@ int neap__os_return(void *addr, size_t size, bool dontneed, bool *lazy) {
   if (r != 0) r = madvise(addr, size, MADV_DONTNEED);
   int err = r ? errno : 0;
   errno = saved;
-  if (!err) COUNT(returns);
   return err;
 }
 
@@ -126,7 +133,6 @@ int neap__os_unmap(void *addr, size_t size) {
   int r = munmap(addr, size);
   int err = r ? errno : 0;
   errno = saved;
-  if (!err) COUNT(unmaps);
   return err;
 }
 
@@ -155,13 +161,20 @@ uint64_t neap__os_nanotime(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint32_t neap__os_now_ms(void) {
+  if (FAKE_TIME() != NULL) return FAKE_TIME()->now_ms;
+  return (uint32_t)(neap__os_nanotime() / 1000000u);
+}
+
 uint64_t neap__os_thread_cputime(void) {
+  if (FAKE_TIME() != NULL) return FAKE_TIME()->thread_cpu_ns;
   struct timespec ts;
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t neap__os_process_cputime(void) {
+  if (FAKE_TIME() != NULL) return FAKE_TIME()->process_cpu_ns;
   struct timespec ts;
   if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -371,6 +384,7 @@ void neap__os_abort(void) {
   abort();
 }
 
+#if NEAP_TESTING
 void neap__os_fail_nth(neap_os_call kind, long n) {
   atomic_store_explicit(&counters.fail_at[kind], n > 0 ? n : 0, memory_order_relaxed);
 }
@@ -382,6 +396,7 @@ void neap__os_counters(neap_os_counters *out) {
     out->calls[k] = atomic_load_explicit(&counters.calls[k], memory_order_relaxed);
     out->injected[k] = atomic_load_explicit(&counters.injected[k], memory_order_relaxed);
   }
-  out->returns = atomic_load_explicit(&counters.returns, memory_order_relaxed);
-  out->unmaps = atomic_load_explicit(&counters.unmaps, memory_order_relaxed);
 }
+
+void neap__os_fake_time(const neap_os_fake_time *t) { atomic_store_explicit(&fake_time, t, memory_order_release); }
+#endif

@@ -9,6 +9,8 @@
  *   - retention: while the program is active, pages wait four delays and
  *     those its recent demand may take back are kept; once it is idle for
  *     a delay they go back;
+ *   - busy by CPU time (a tenth of a core or more, on the fake clock's CPU
+ *     times): pages wait; once the CPU goes quiet, they go back;
  *   - with nothing to return, the step parks (no timed wake-up);
  *   - the CPU budget: the pacer's long-run work is the budget (1%), its
  *     burst 100 s worth of it, over a simulated hour.
@@ -20,14 +22,16 @@
 #include "scav.h"
 #include "neap.h"
 #include "options.h"
+#include "os/os.h"
 #include "../test.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define CHUNK ((size_t)4 << 20)
 
-static uint32_t fake_now;
-static uint32_t fake_clock(void) { return fake_now; }
+/* The clock and the CPU times the policies see (os.h's fake clock). */
+static neap_os_fake_time fake;
+#define fake_now fake.now_ms
 
 /* Free pages not yet returned. */
 static size_t dirty_bytes(void) {
@@ -134,6 +138,31 @@ static void test_retention(void) {
   CHECK_EQ(dirty_bytes(), 0);
 }
 
+/* Busy by its CPU time alone: the program takes and gives no pages, but
+ * its threads use half a core: its free pages wait four delays, looked at
+ * every quarter delay. Once its CPU goes quiet, the plain delay applies
+ * and they go back. */
+static void test_busy(void) {
+  fake_now = 500000;
+  neap_release();
+  char *p = neap_malloc(8 * MiB);
+  memset(p, 1, 8 * MiB);
+  fake_now = 500100;
+  neap_free(p);
+  size_t rel = 1;
+  neap__scav_test_step(fake_now, &rel); /* a first look at the CPU times */
+  for (fake_now = 500350; fake_now <= 502600; fake_now += 250) {
+    fake.process_cpu_ns += 125000000; /* half of the 250 ms */
+    CHECK_EQ(neap__scav_test_step(fake_now, &rel), 250);
+    CHECK_EQ(rel, 0);
+  }
+  CHECK_EQ(dirty_bytes(), 8 * MiB); /* 2.5 s after the free, past the 1 s delay */
+  fake_now += 250; /* a quiet quarter delay */
+  CHECK_EQ(neap__scav_test_step(fake_now, &rel), UINT32_MAX);
+  CHECK_EQ(rel, 8 * MiB);
+  CHECK_EQ(dirty_bytes(), 0);
+}
+
 static void test_pacer(void) {
   static const long budgets[] = {100, 500, 1}; /* 1%, 5%, 0.01% (hundredths of a percent) */
   for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
@@ -173,11 +202,12 @@ int main(int argc, char **argv) {
   neap_free(neap_malloc(1)); /* the library is up; the constructor parsed the options */
   CHECK_EQ(neap__opt.scavenger, 0);
   CHECK_EQ(neap__opt.release_delay, 1000);
-  neap__scav_test_clock(fake_clock);
+  neap__os_fake_time(&fake);
   RUN(test_delay);
   RUN(test_density);
   RUN(test_retention);
+  RUN(test_busy);
   RUN(test_pacer);
-  neap__scav_test_clock(NULL);
+  neap__os_fake_time(NULL);
   return TEST_DONE();
 }
