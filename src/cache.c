@@ -75,13 +75,13 @@
  * or flushes; no other thread can take it (the stacks are the owner's
  * alone, without locks), but neap_release and the memory limit raise a
  * trim that every thread obeys at its next slow path
- * (neap__cache_stack_trim).
+ * (stack_trim_all).
  *
  * Checking frees without the span. Every free object holds, in its first
  * two words, its link and its free mark (cache.h): the link xor a key,
  * the key naming the slot whose stack holds it, or only the tag for an
  * object free in its span (written for every object when its span is
- * made: heap.c). Handing an object out zeroes the mark. The free fast
+ * made: prepare_span). Handing an object out zeroes the mark. The free fast
  * path tests the mark's top 16 bits, which every key has and no address
  * or link does: a 2-byte compare. A free that finds them goes to the slow
  * path, which reads the whole mark: free in its span (the bitmap
@@ -139,7 +139,7 @@ static neap_cache *registry;
 static neap_pool cache_pool = {.size = sizeof(neap_cache), .kind = NEAP_META_CACHE};
 static pthread_key_t cache_key;
 static _Atomic uint32_t live_caches; /* in the registry */
-static _Atomic uint32_t stack_epoch; /* see neap__cache_stack_trim */
+static _Atomic uint32_t stack_epoch; /* see stack_trim_all */
 static _Atomic int key_state; /* 0 none, 1 creating, 2 ready */
 static bool abandoned; /* a forked child left the parent's other caches (reg_lock) */
 /* What caches that have gone allocated (their frees need no record: the
@@ -342,7 +342,7 @@ static void release(neap_cache *c, neap_span *s) {
  * keeps half the gain). The cost is bounded like a tcmalloc thread cache
  * (4 MiB by default): at most 2 MiB per thread, handed back when the
  * thread exits or flushes, or by the scavenger once the thread has not
- * refilled for a release delay (neap__cache_trim). */
+ * refilled for a release delay (trim). */
 #define KEEP_EMPTY_BYTES (128u << 10)
 #define KEEP_EMPTY_TOTAL ((size_t)2 << 20)
 static unsigned keep_empty(unsigned cls) {
@@ -502,7 +502,7 @@ static void stack_trim(neap_cache *c) {
   c->overflows = 0;
 }
 
-/* Obeys a neap__cache_stack_trim this thread has not seen (its slow paths
+/* Obeys a stack_trim_all this thread has not seen (its slow paths
  * look). */
 static void stack_epoch_check(neap_cache *c) {
   uint32_t e = atomic_load_explicit(&stack_epoch, memory_order_relaxed);
@@ -512,7 +512,11 @@ static void stack_epoch_check(neap_cache *c) {
   }
 }
 
-void neap__cache_stack_trim(bool now) {
+/* Asks every thread to give back all the objects on its free stacks at
+ * its next slow path (a refill, a full stack); this one at once if `now`
+ * (neap_release: not the memory limit's work, which runs inside an
+ * allocation, with this thread's cache in the middle of a refill). */
+static void stack_trim_all(bool now) {
   atomic_fetch_add_explicit(&stack_epoch, 1, memory_order_relaxed);
   neap_cache *c = neap__cache_mine();
   if (now && c != NULL) stack_epoch_check(c);
@@ -704,6 +708,32 @@ void *neap__cache_refill(neap_cache *c, neap_slot *slot) {
   return refill_slow(c, slot);
 }
 
+/* A span new from the page heap, before its first object goes out. Its
+ * pages' info names its class's slot and each page's place in the span
+ * (pagemap.h: the free fast path reads them instead of the span). Every
+ * object holds its free mark (cache.h), and so does the tail after the
+ * last object (at least 16 bytes when there is one: sizes and spans are
+ * multiples of 16), which is never handed out: a free of either fails the
+ * free fast path's test. The stores touch the first OS page of each object
+ * a little before its first use: most of a small span's pages are about to
+ * be used anyway. */
+static void prepare_span(neap_span *s) {
+  uint16_t slot = neap__pinfo_slot_of(s);
+  for (uint64_t i = 0; i < s->npages; i++) {
+    uintptr_t addr = s->base + (i << NEAP_PAGE_SHIFT);
+    neap_arena *a = neap__arena_of(addr);
+    if (a->info_slot == NULL) continue; /* outside the page map's run: no page info */
+    uint64_t k = (addr - a->base) >> NEAP_PAGE_SHIFT;
+    NEAP_STORE(&a->info_start[k], neap__pinfo_start_of(i, addr));
+    NEAP_STORE(&a->info_slot[k], slot);
+  }
+  NEAP_TRACK_QUIET_BEGIN();
+  for (uintptr_t p = s->base, end = s->base + neap__span_bytes(s); p < end; p += s->elemsize)
+    neap__mark_set((void *)p, 0, NEAP_MARK_KEY);
+  NEAP_TRACK_QUIET_END();
+  NEAP_TRACK_NOACCESS((void *)s->base, neap__span_bytes(s)); /* every object free */
+}
+
 static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   unsigned cls = (unsigned)(slot - c->slot);
   stack_epoch_check(c);
@@ -747,11 +777,13 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
   if (s != NULL) {
     add_live(s, -(int32_t)neap__span_merge_remote(s));
   } else {
-    s = neap__central_cache_span(cls, c);
+    bool fresh;
+    s = neap__central_cache_span(cls, c, &fresh);
     if (s == NULL) {
       errno = ENOMEM;
       return NULL;
     }
+    if (fresh) prepare_span(s);
     set_live(s, neap__span_live(s));
   }
   make_current(slot, s);
@@ -800,7 +832,10 @@ static size_t trim_one(neap_cache *c) {
   return pages;
 }
 
-size_t neap__cache_trim(bool all) {
+/* Gives back the empty spans caches keep for their next refills
+ * (keep_empty): from every cache when `all`, else only from caches that
+ * have not refilled since the previous call. Returns pages freed. */
+static size_t trim(bool all) {
   size_t pages = 0;
   neap__lock(&reg_lock);
   for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
@@ -812,16 +847,35 @@ size_t neap__cache_trim(bool all) {
   return pages;
 }
 
-bool neap__cache_trim_pending(void) {
-  bool any = false;
+/* The pages of the empty spans caches keep. */
+static size_t kept_pages(void) {
+  size_t pages = 0;
   neap__lock(&reg_lock);
-  for (neap_cache *c = registry; c != NULL && !any; c = c->reg_next) {
+  for (neap_cache *c = registry; c != NULL; c = c->reg_next) {
     empty_lock(c);
-    for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !any; cls++) any = c->nempty[cls] != 0;
+    pages += c->empty_pages;
     empty_unlock(c);
   }
   neap__unlock(&reg_lock);
-  return any;
+  return pages;
+}
+
+size_t neap__cache_reclaim(neap_reclaim why) {
+  switch (why) {
+  case NEAP_RECLAIM_SHORT:
+    return 0; /* kept spans are their caches' next refills; the scavenger's rounds and the limit bound them */
+  case NEAP_RECLAIM_IDLE:
+    return trim(false);
+  case NEAP_RECLAIM_LIMIT:
+    stack_trim_all(false);
+    return trim(true);
+  case NEAP_RECLAIM_RELEASE:
+    stack_trim_all(true);
+    return trim(true);
+  case NEAP_RECLAIM_PENDING:
+    return kept_pages();
+  }
+  return 0;
 }
 
 void neap__cache_flush(neap_cache *c) {
@@ -886,11 +940,18 @@ void neap_thread_flush(void) {
   if (c != NULL) neap__cache_flush(c);
 }
 
-void neap__cache_count_large_cacheless(uint64_t objects, uint64_t bytes) {
-  neap__lock(&reg_lock);
-  retired_large_nmalloc += objects;
-  retired_large_bytes_alloc += bytes;
-  neap__unlock(&reg_lock);
+void neap__cache_count_large(uint64_t objects, uint64_t bytes) {
+  neap_cache *c = neap__cache_mine();
+  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
+    /* No cache (exiting, or out of memory): with the retired caches'. */
+    neap__lock(&reg_lock);
+    retired_large_nmalloc += objects;
+    retired_large_bytes_alloc += bytes;
+    neap__unlock(&reg_lock);
+    return;
+  }
+  NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + objects);
+  NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
 }
 
 /* A slot's objects handed out: nmalloc minus the untaken rest of the
@@ -1107,6 +1168,19 @@ static void check_one(neap_check *ck, neap_cache *c) {
   NEAP_CHECK(ck, grown == c->stack_grown, "cache's stack growth total is wrong", c);
   NEAP_CHECK(ck, empty_pages == c->empty_pages, "cache's count of empty pages is wrong", c);
   ck->inbox_spans += neap__check_pending_chain(ck, atomic_load(&c->inbox), "cache's inbox is broken");
+}
+
+void neap__cache_check_info(neap_check *ck, neap_span *s) {
+  uint16_t slot = neap__pinfo_slot_of(s);
+  for (uint64_t i = 0; i < s->npages; i++) {
+    uintptr_t addr = s->base + (i << NEAP_PAGE_SHIFT);
+    neap_arena *a = neap__arena_of(addr);
+    if (a == NULL || a->info_slot == NULL) continue;
+    uint64_t k = (addr - a->base) >> NEAP_PAGE_SHIFT;
+    NEAP_CHECK(ck, NEAP_LOAD(&a->info_slot[k]) == slot, "page info's class slot is wrong", (void *)addr);
+    NEAP_CHECK(ck, NEAP_LOAD(&a->info_start[k]) == (slot ? neap__pinfo_start_of(i, addr) : 0),
+               "page info's span offset is wrong", (void *)addr);
+  }
 }
 
 void neap__cache_check(neap_check *ck) {

@@ -5,6 +5,7 @@
 #ifndef NEAP_CACHE_H
 #define NEAP_CACHE_H
 
+#include "heap.h"
 #include "lock.h"
 #include "pagemap.h"
 #include "track.h"
@@ -171,7 +172,7 @@ struct neap_cache {
   neap_link own_partial[NEAP_NUM_CLASSES];
   neap_link own_full[NEAP_NUM_CLASSES];
   /* Empty spans kept for the next refills (cache.c: refile). The only
-   * owned lists another thread may touch (neap__cache_trim), so they,
+   * owned lists another thread may touch (a reclaim's trim), so they,
    * nempty and empty_pages are guarded by empty_lock, a spin lock held for
    * a few instructions: the owner takes it only on slow paths. */
   neap_link own_empty[NEAP_NUM_CLASSES];
@@ -188,7 +189,7 @@ struct neap_cache {
   size_t stack_grown;
   uint32_t overflows;        /* of all stacks, since the last rebalance */
   uint32_t rebalances;       /* of the stack capacities, so far */
-  uint32_t stack_epoch;      /* the last neap__cache_stack_trim this thread obeyed */
+  uint32_t stack_epoch;      /* the last stack_trim_all this thread obeyed */
   /* Large objects made, and their bytes (growth in place included): the
    * page heap's span walk counts the live ones (stats.c). */
   _Atomic uint64_t large_nmalloc, large_bytes_alloc;
@@ -227,8 +228,11 @@ neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL o
  * made, used and given back at once. */
 bool neap__cache_exiting(void);
 void *neap__cache_alloc_exiting(unsigned cls, bool zero);
-/* Large-object counts of a thread with no cache (objects, bytes: + alloc, - free). */
-void neap__cache_count_large_cacheless(uint64_t objects, uint64_t bytes);
+/* Counts large objects in this thread's cache as they are made (objects
+ * 1, the span's bytes) and as they grow in place (objects 0, the bytes
+ * added); the statistics find the live ones in the heap's walk, so frees
+ * count nothing. */
+void neap__cache_count_large(uint64_t objects, uint64_t bytes);
 void *neap__cache_refill(neap_cache *c, neap_slot *slot); /* next object of the slot's class, or NULL with ENOMEM */
 void neap__cache_flush(neap_cache *c);    /* hands every span back */
 /* In the child, the caches of the parent's other threads are abandoned:
@@ -238,12 +242,12 @@ void neap__cache_flush(neap_cache *c);    /* hands every span back */
  * reused), and their counts stay in the statistics. */
 void neap__cache_fork(neap_fork_phase phase);
 void neap__cache_free_remote(neap_span *s, uintptr_t p);
-/* Gives back to the page heap the empty spans caches keep for their next
- * refills (cache.c: keep_empty): from every cache when `all`, else only
- * from caches that have not refilled since the previous call. Takes the
- * registry lock; call with no other neap lock held. Returns pages freed. */
-size_t neap__cache_trim(bool all);
-bool neap__cache_trim_pending(void); /* does any cache keep empty spans? */
+/* The caches' reclaimer (heap.h): SHORT gives nothing; IDLE, the empty
+ * spans kept by caches that have not refilled since the previous IDLE;
+ * LIMIT and RELEASE, every kept span, and every thread's free stacks at
+ * its next slow path (RELEASE: this thread's now); PENDING counts the
+ * kept pages. Takes the registry lock; call with no other neap lock held. */
+size_t neap__cache_reclaim(neap_reclaim why);
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* The free of small object p of span s, checked (malloc.c: checked_span),
  * that the fast path did not take: onto c's free stack, or straight back
@@ -253,11 +257,6 @@ void neap__cache_free_small(neap_cache *c, neap_span *s, void *p);
  * some thread's free stack (a double free if so). Takes the registry lock;
  * exact when no other thread is freeing p or handing it out meanwhile. */
 bool neap__cache_stacked(const void *p, unsigned cls);
-/* Asks every thread to give back all the objects on its free stacks at
- * its next slow path (a refill, a full stack); this one at once if `now`
- * (neap_release: not the memory limit's work, which runs inside an
- * allocation, with this thread's cache in the middle of a refill). */
-void neap__cache_stack_trim(bool now);
 /* Objects handed out so far, summed over every cache (live and retired),
  * from windows and free stacks alike: nmalloc[0] counts large objects, large_bytes their bytes (whole
  * pages). Read without stopping the owners: a count may run ahead of the

@@ -98,7 +98,8 @@ static size_t try_free_locked(neap_central *c, neap_span *s, uint64_t expect) {
   if (!atomic_compare_exchange_strong(&s->rword, &expect, NEAP_RW_DEAD)) return 0;
   list_remove(c, s);
   size_t n = s->npages;
-  neap__heap_free_span(s);
+  neap__heap_free_pages(s);
+  neap__span_delete(s);
   return n;
 }
 
@@ -145,9 +146,26 @@ static size_t drain_locked(neap_central *c) {
   return freed;
 }
 
-neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache) {
+/* A new span of class cls from the page heap; NULL (ENOMEM) if none. */
+static neap_span *new_span(unsigned cls, bool *fresh) {
+  neap_span *s = neap__span_new(cls);
+  bool zeroed;
+  if (s == NULL) return NULL;
+  neap__span_init_small(s, cls);
+  atomic_store_explicit(&s->state, NEAP_SPAN_SMALL, memory_order_relaxed);
+  if (neap__heap_alloc_pages(s, neap__class_pages[cls], 0, &zeroed) != 0) {
+    neap__span_delete(s);
+    return NULL;
+  }
+  s->needzero = !zeroed;
+  *fresh = true;
+  return s;
+}
+
+neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache, bool *fresh) {
   neap_central *c = &centrals[cls];
   neap_span *s = NULL;
+  *fresh = false;
   neap__lock(&c->lock);
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) != NULL) drain_locked(c);
   s = c->lists[LIST_PARTIAL];
@@ -160,7 +178,7 @@ neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache) {
   }
   neap__unlock(&c->lock);
   if (s == NULL) {
-    s = neap__heap_alloc_small_span(cls);
+    s = new_span(cls, fresh);
     if (s == NULL) return NULL;
     atomic_fetch_or(&s->rword, NEAP_RW_CACHED);
     NEAP_STORE(&s->owner, cache);
@@ -203,7 +221,8 @@ void neap__central_drain(unsigned cls) {
   neap__unlock(&c->lock);
 }
 
-size_t neap__central_reclaim(void) {
+size_t neap__central_reclaim(neap_reclaim why) {
+  if (why == NEAP_RECLAIM_IDLE || why == NEAP_RECLAIM_PENDING) return 0; /* nothing waits idle here */
   size_t freed = 0;
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_central *c = &centrals[cls];

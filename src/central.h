@@ -3,17 +3,24 @@
 #ifndef NEAP_CENTRAL_H
 #define NEAP_CENTRAL_H
 
+#include "heap.h"
 #include "lock.h"
 #include "span.h"
 
-neap_span *neap__central_cache_span(unsigned cls, neap_cache *c);
+/* A span of class cls with a free object for cache c, which owns it from
+ * now on: one of the central's partial spans, or a new one from the page
+ * heap (*fresh: its objects were never handed out, and its page info and
+ * free marks are not written yet). NULL with ENOMEM. */
+neap_span *neap__central_cache_span(unsigned cls, neap_cache *c, bool *fresh);
+/* Takes s back from the cache that owned it: onto its central's lists,
+ * or, if empty, back to the page heap. */
 void neap__central_uncache_span(neap_span *s);
 void neap__central_notify(neap_span *s);
 void neap__central_drain(unsigned cls); /* forwards or settles notified spans */
-/* Gives every empty span that central lists hold back to the page heap;
- * returns the number of pages freed. Takes central locks: call it with no
- * heap lock held. */
-size_t neap__central_reclaim(void);
+/* The centrals' reclaimer (heap.h): gives every span that other threads'
+ * frees emptied back to the page heap; the pages freed. Takes central
+ * locks. */
+size_t neap__central_reclaim(neap_reclaim why);
 void neap__central_fork(neap_fork_phase phase);
 
 #endif

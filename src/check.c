@@ -9,12 +9,15 @@
  *   page heap       for every page of every arena: a live span in the page
  *                   map iff the page allocator has it in use (never-grown
  *                   fence pages map to nothing), each span's pages mapped
- *                   to it and to nothing else, the page info (class slot,
- *                   offset in the span) right for every page in the page
- *                   map's run; scavenged pages only among free ones, lazy
- *                   bits only on scavenged ones, the per-chunk counts of
- *                   pages in use, the heap's page totals; the arena index
- *                   finding every arena;
+ *                   to it and to nothing else, zero page info on pages of
+ *                   no span, scavenged pages only among free ones, the
+ *                   heap's page totals; the arena index finding every
+ *                   arena;
+ *   scavenger       its index: lazy bits only on returned pages, the
+ *                   per-chunk counts of pages in use, its totals;
+ *   page info       what a frontend writes on its spans' pages (cache.c:
+ *                   a small span's class slot and each page's offset;
+ *                   zero for large ones);
  *   spans           geometry from the size class, padding bits set in both
  *                   bitmaps, remote bits only on objects in use, the
  *                   remote-free count and flags, and every free object
@@ -152,6 +155,39 @@ static void check_stats(neap_check *ck) {
   NEAP_CHECK(ck, s.heap_alloc == bytes + ck->large_bytes, "statistics: heap_alloc is wrong", NULL);
 }
 
+/* A span the page map holds (called by the heap's walk, under its lock):
+ * live, its page info as its frontend writes it, its bitmaps; counted by
+ * kind and owner. */
+static void check_span(void *arg, neap_span *s) {
+  neap_check *ck = arg;
+  if (s == NULL) return; /* the walk's start */
+  uint8_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+  if (!NEAP_CHECK(ck, state == (s->sizeclass ? NEAP_SPAN_SMALL : NEAP_SPAN_LARGE), "span in the page map is not live",
+                  s))
+    return;
+  neap_cache *owner = NEAP_LOAD(&s->owner);
+  neap__cache_check_info(ck, s);
+  if (s->sizeclass == 0) {
+    NEAP_CHECK(ck, owner == NULL && atomic_load(&s->rword) == 0 && s->elemsize == 0, "large span's fields are wrong",
+               s);
+    ck->large_spans++;
+    ck->large_bytes += neap__span_bytes(s);
+    return;
+  }
+  neap__span_check(ck, s);
+  if (atomic_load(&s->rword) & NEAP_RW_NOTIFIED) ck->notified_spans++;
+  if (owner == NULL) {
+    NEAP_CHECK(ck, s->list == NEAP_LIST_PARTIAL || s->list == NEAP_LIST_FULL, "span no cache owns is on no central list",
+               s);
+    ck->unowned_spans++;
+  } else if (neap__check_cache_known(ck, owner)) {
+    NEAP_CHECK(ck, s->list >= NEAP_LIST_CURRENT, "span a cache owns is not on its lists", s);
+    ck->owned_spans++;
+  } else {
+    NEAP_CHECK(ck, ck->abandoned, "span owned by a cache that is not registered", s);
+  }
+}
+
 const char *neap__heap_check(void) {
   neap__lock(&check_lock);
   neap_check *ck = &check;
@@ -161,6 +197,11 @@ const char *neap__heap_check(void) {
   sort_caches(ck);
   neap__central_check(ck);
   neap__heap_check_pages(ck);
+  if (!ck->failed) {
+    neap_heap_stats hs;
+    neap__heap_walk(&hs, check_span, ck);
+  }
+  neap__scav_check(ck);
   neap__meta_check(ck);
   check_across(ck);
   neap__scav_check_hold(false);
@@ -178,6 +219,7 @@ const char *neap__heap_check(void) {
 void neap__check_targets(neap_check_targets *t) {
   memset(t, 0, sizeof *t);
   neap__heap_check_targets(t);
+  neap__scav_check_targets(t);
   neap__meta_check_targets(t);
 }
 

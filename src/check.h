@@ -61,22 +61,30 @@ uint64_t neap__check_pending_chain(neap_check *ck, neap_span *s, const char *wha
 void neap__scav_check_hold(bool hold);        /* takes / releases the scavenger's work lock */
 void neap__cache_check(neap_check *ck);       /* registry lock */
 void neap__central_check(neap_check *ck);     /* each central's lock in turn */
-void neap__heap_check_pages(neap_check *ck);  /* heap lock: pages, arenas, the page map, every span */
-void neap__span_check(neap_check *ck, neap_span *s); /* one live span's geometry, bitmaps and free marks */
+void neap__heap_check_pages(neap_check *ck);  /* heap lock: pages, arenas, the page map */
+void neap__scav_check(neap_check *ck);        /* heap lock: the scavenger's index against the pages */
+void neap__span_check(neap_check *ck, neap_span *s); /* one live small span's geometry, bitmaps and free marks */
+void neap__cache_check_info(neap_check *ck, neap_span *s); /* the page info a small span's pages carry */
 void neap__meta_check(neap_check *ck);        /* meta lock: the metadata accounts */
 uint64_t neap__span_pool_inuse(void);         /* span records handed out */
 uint64_t neap__cache_pool_inuse(void);        /* cache records handed out */
+/* Every page of every arena, under the heap lock: fn(ctx, page, its
+ * neap_pa_page state, the span it belongs to or NULL). */
+void neap__heap_each_page(void (*fn)(void *ctx, uint64_t pg, int state, neap_span *s), void *ctx);
 
 /* For tests that plant a corruption of each structure: where the
  * structures private to a layer are. */
 typedef struct neap_check_targets {
   struct neap_pagealloc *pa;  /* the page heap's page allocator */
   uint64_t *pages_inuse;      /* the page heap's count of pages in spans */
-  uint64_t *pages_lazy;       /* and of free pages returned lazily */
+  uint64_t *pages_lazy;       /* the scavenger's count of free pages returned lazily */
+  uint16_t *scav_chunk_inuse; /* its counts of pages in use, per chunk of the first arena */
+  uint64_t *scav_lazy;        /* its lazy bits of the first arena */
   size_t *meta_inuse;         /* the metadata allocator's bytes in use */
 } neap_check_targets;
 void neap__check_targets(neap_check_targets *t);
 void neap__heap_check_targets(neap_check_targets *t);
+void neap__scav_check_targets(neap_check_targets *t);
 void neap__meta_check_targets(neap_check_targets *t);
 
 #endif

@@ -1,81 +1,126 @@
-/* The page heap (heap.c): spans from pages, pages from arenas. heap.c has
- * the essay. */
+/* The page heap (heap.c): the backend every kind of span gets its pages
+ * from. It knows spans as records that own runs of pages, and nothing of
+ * what a frontend keeps in them; heap.c has the essay.
+ */
 #ifndef NEAP_HEAP_H
 #define NEAP_HEAP_H
 
 #include "lock.h"
 #include "span.h"
 
-/* A span of npages for size class cls (>0) with its pages set in the
- * arena index; NULL with ENOMEM when the heap cannot grow. */
-neap_span *neap__heap_alloc_small_span(unsigned cls);
-/* A large span of at least `size` bytes whose base is aligned to `align`
- * (a power of two; <= NEAP_PAGE_SIZE means no constraint). *zeroed says
- * whether its memory is known to read as zero. NULL when out of memory. */
-neap_span *neap__heap_alloc_large(size_t size, size_t align, bool *zeroed);
-void neap__heap_free_span(neap_span *s);  /* small or large; takes the heap lock */
-/* Large span in place: shrink to / try to grow to npages; true on success. */
-bool neap__heap_resize_large(neap_span *s, size_t npages);
-/* One scavenging pass over the free pages not yet returned to the OS,
- * from the highest address down (scav.c drives it; see its essay). A page
- * is eligible once it has been free for delay_ms and its chunk is not
- * dense (see heap.c: DENSE_PAGES), or always when `force`. Eligible runs
- * are taken out of the page allocator, returned (madvise) without the
- * heap lock, and put back marked scavenged (and lazy, for MADV_FREE). */
-typedef struct neap_scav_pass {
-  uint32_t now_ms;     /* in: the scavenger clock (neap__os_now_ms) */
-  uint32_t delay_ms;   /* in: the release delay */
-  bool force;          /* in: ignore the delay and the density rule */
-  bool dontneed;       /* in: MADV_DONTNEED, else MADV_FREE */
-  size_t max_bytes;    /* in: stop once this much went back (0: no bound) */
-  uint64_t keep_pages; /* in: leave at least this many free pages unreturned */
-  uint64_t cursor;     /* in/out: continue below this page (UINT64_MAX: the top) */
-  size_t released;     /* out (added to): bytes returned */
-  bool young;          /* out: a page was skipped as too young ... */
-  uint32_t next_ms;    /* ... and the first of them is eligible this much later */
-  bool dense;          /* out: a page was skipped in a chunk that is dense now */
-  bool kept;           /* out: the pass ended at keep_pages with pages due */
-  bool done;           /* out: the pass reached the bottom (cursor is reset) */
-} neap_scav_pass;
-void neap__heap_scavenge(neap_scav_pass *sp);
-/* The program's recent demand for pages, for the scavenger's retention
- * rule (scav.c): the most pages in use over the demand window (two
- * halves; `rotate` starts a new half), in use now, free and not returned,
- * and when pages were last taken and given (ms clock). */
-typedef struct neap_heap_demand {
-  uint64_t recent_peak_pages, inuse_pages, dirty_pages;
-  uint32_t last_alloc_ms, last_free_ms;
-} neap_heap_demand;
-void neap__heap_demand(neap_heap_demand *d, bool rotate);
-/* Returns every free page not yet returned to the OS now, ignoring the
- * delay and density; the bytes returned. */
-size_t neap__heap_release(bool dontneed);
+/* --- pages for spans */
+
+/* Gives span record s (a frontend's, from span.c) npages pages whose base
+ * is aligned to `align` (a power of two; <= NEAP_PAGE_SIZE means no
+ * constraint): sets s->base, s->first_page and s->npages and maps every
+ * page to s in the page map, with a zero page info (the frontend writes
+ * its own: pagemap.h). s must be whole before the call, kind and state
+ * included: the heap's walkers (neap__heap_walk) may read it as soon as
+ * its pages are mapped. *zeroed says whether the memory is known to read as
+ * zero. Reclaims (below) and grows the heap as needed, under the memory
+ * limit. 0, or ENOMEM with s untouched. */
+int neap__heap_alloc_pages(neap_span *s, uint64_t npages, size_t align, bool *zeroed);
+/* Takes s's pages back: unmapped from s, free for any span; the record
+ * stays the frontend's. */
+void neap__heap_free_pages(neap_span *s);
+/* Grows s in place to npages (the pages after it must be free) or shrinks
+ * it; true on success, with s->npages changed. */
+bool neap__heap_resize_pages(neap_span *s, uint64_t npages);
+
+/* --- hooks: what the frontends and the scavenger register (init.c) */
+
+/* Why the heap asks its reclaimers for pages. */
+typedef enum neap_reclaim {
+  NEAP_RECLAIM_SHORT,   /* no free run fits: give back what is empty, cheaply, before the heap grows */
+  NEAP_RECLAIM_IDLE,    /* the scavenger's round: what idle holders keep */
+  NEAP_RECLAIM_LIMIT,   /* the memory limit: everything (threads' free stacks at their next slow path) */
+  NEAP_RECLAIM_RELEASE, /* neap_release: everything, this thread's free stacks now */
+  NEAP_RECLAIM_PENDING, /* no action: how many pages an IDLE round would give back */
+} neap_reclaim;
+/* A reclaimer gives empty spans it holds back to the heap (through
+ * neap__heap_free_pages) and returns how many pages; called with no neap
+ * lock held. */
+typedef size_t neap_reclaimer(neap_reclaim why);
+#define NEAP_MAX_RECLAIMERS 4
+void neap__heap_add_reclaimer(neap_reclaimer *fn);
+/* Runs every reclaimer; the pages they gave back. */
+size_t neap__heap_reclaim(neap_reclaim why);
+
+/* What the heap tells the scavenger, which keeps its own index of the
+ * pages (scav.c). All but after_alloc are called under the heap lock. */
+typedef struct neap_heap_observer {
+  int (*arena_added)(size_t k);                   /* arena k joined: 0 or ENOMEM */
+  void (*grew)(uint64_t bytes);                   /* the heap now has this many bytes grown */
+  uint64_t (*taken)(uint64_t first, uint64_t n);  /* pages went to a span; returns how many were returned
+                                                     lazily (MADV_FREE: they may hold old data) */
+  void (*freed)(uint64_t first, uint64_t n);      /* pages came back from a span */
+  void (*returned)(uint64_t first, uint64_t n, bool lazy); /* free pages went back to the OS */
+  void (*after_alloc)(void);                      /* after pages were taken, the heap lock released */
+  void (*kick)(void);                             /* pages were freed, the heap lock released */
+} neap_heap_observer;
+void neap__heap_set_observer(const neap_heap_observer *o);
+
+/* The memory limit: what neap holds from the OS (grown pages not returned,
+ * plus metadata) stays under `bytes` (0: none). Before an allocation that
+ * could pass it the heap runs its reclaimers (NEAP_RECLAIM_LIMIT) and then
+ * `return_fn`, which returns free pages to the OS (at least `bytes` of
+ * them; all it can when `all`). Hard: an allocation that still does not
+ * fit fails with ENOMEM. */
+void neap__heap_set_limit(size_t bytes, bool hard, void (*return_fn)(size_t bytes, bool all));
+/* What neap holds from the OS. */
+size_t neap__heap_held(void);
+
+/* --- the scavenger's access to free pages (heap.c takes its lock in each
+ * call; the scavenger's own lock serialises its passes) */
+
+/* The highest run of free pages not yet returned, below page `below` (at
+ * most `max` pages), as `pick` narrows it: pick is called under the heap
+ * lock with the run and with how many free pages are not returned in all
+ * (`dirty`), and sets [lo, hi) to take (empty: none) and where the walk
+ * goes on. The part taken, cut to whole OS pages, leaves the page
+ * allocator until neap__heap_put_back, so that nothing allocates it while
+ * it is returned. */
+typedef struct neap_pick {
+  uint64_t base, n, dirty; /* in */
+  uint64_t lo, hi;         /* out: what to take; lo == hi: nothing */
+  uint64_t next_below;     /* out: where the walk continues */
+} neap_pick;
+typedef void neap_pick_fn(void *ctx, neap_pick *p);
+typedef struct neap_free_run {
+  uint64_t first, n; /* pages taken (n 0: none this time) */
+  uintptr_t addr;    /* the first one's address */
+} neap_free_run;
+/* false when no free, unreturned page is left below `below`. */
+bool neap__heap_take_unreturned(uint64_t below, uint64_t max, neap_pick_fn *pick, void *ctx, neap_free_run *run);
+/* Puts a run taken above back: returned to the OS (lazily: with MADV_FREE)
+ * or, if returning failed, as it was. */
+void neap__heap_put_back(const neap_free_run *run, bool returned, bool lazy);
+/* One page past the highest grown one: where a walk from the top starts. */
+uint64_t neap__heap_top(void);
+
+/* Calls fn(ctx) with the heap lock held: for a hook's owner to read or
+ * change, at one moment, what the heap's notifications keep up to date. */
+void neap__heap_with_lock(void (*fn)(void *ctx), void *ctx);
+
+/* --- looking */
+
 /* NEAPDEBUG=disablethp: MADV_NOHUGEPAGE on every arena, now and later. */
 void neap__heap_disable_thp(void);
-/* The memory limit on what neap holds from the OS (0: none). */
-void neap__heap_set_limit(size_t bytes, bool hard);
-/* What neap holds from the OS: grown pages not returned, plus metadata. */
-size_t neap__heap_held(void);
 void neap__heap_fork(neap_fork_phase phase);
-/* Heap-wide page counts for statistics and tests. */
+/* Heap-wide page counts. */
 typedef struct neap_heap_stats {
   uint64_t pages_grown, pages_free, pages_scavenged, pages_inuse;
-  uint64_t pages_lazy;  /* free, returned with MADV_FREE, not reused since */
   uint64_t pa_mapped;   /* bytes of page-allocator bookkeeping committed */
   uint64_t held;        /* neap__heap_held */
   uint64_t arenas, bytes_reserved;
 } neap_heap_stats;
 void neap__heap_stats(neap_heap_stats *out);
-/* The heap's pages and every span's live objects, under one hold of the
- * heap lock, so that live bytes <= in-use pages exactly. Small spans count
- * their allocated objects minus frees other threads announced and the
- * owner has not merged yet; class 0 counts large objects (whole pages).
- * O(spans): a walk of the span table. */
-typedef struct neap_heap_snapshot {
-  neap_heap_stats pages;
-  uint64_t live[NEAP_NUM_CLASSES];
-  uint64_t large_live_bytes;
-} neap_heap_snapshot;
-void neap__heap_snapshot(neap_heap_snapshot *out);
+/* The page counts and every live span, in one hold of the heap lock (no
+ * span can come or go meanwhile): fn(ctx, s) for each span, in index
+ * order, after one fn(ctx, NULL) before the first, where the caller reads
+ * at the same moment what the heap's notifications keep (the scavenger's
+ * counts). fn runs with the lock held and must not call back into the
+ * heap. */
+void neap__heap_walk(neap_heap_stats *out, void (*fn)(void *ctx, neap_span *s), void *ctx);
 
 #endif

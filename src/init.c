@@ -3,9 +3,9 @@
  * Loading. neap needs no initialisation before its first malloc, which may
  * come from the dynamic loader before any constructor has run: every layer
  * starts from zeroed static data and sets itself up on first use. What the
- * process needs once, neap__process_init does: read the options (again
- * from the library constructor, if `environ` did not exist yet) and
- * register the fork handlers. The first thread cache's creation calls it
+ * process needs once, neap__process_init does: hook the layers to the
+ * page heap, read the options (again from the library constructor, if
+ * `environ` did not exist yet) and register the fork handlers. The first thread cache's creation calls it
  * (after publishing the cache, so that an allocation inside
  * pthread_atfork finds it), and so does the constructor; the call from
  * cache.c also makes a static link pull this file in.
@@ -79,8 +79,19 @@ static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
 
 _Atomic uint8_t neap__cpu_popcnt;
 
+/* The page heap's hooks (heap.h): the frontends' reclaimers and the
+ * scavenger's observer, before the first pages go. The observer last: the
+ * heap takes its presence for all of them. */
+static void hook_layers(void) {
+  neap__heap_add_reclaimer(neap__cache_reclaim);
+  neap__heap_add_reclaimer(neap__central_reclaim);
+  neap__scav_register();
+}
+
 void neap__process_init(void) {
   static _Atomic int registered, configured;
+  static pthread_once_t hooked = PTHREAD_ONCE_INIT;
+  pthread_once(&hooked, hook_layers);
   if (!NEAP_LOAD(&neap__cpu_popcnt) && neap__os_cpu_has_popcnt()) NEAP_STORE(&neap__cpu_popcnt, 1);
   neap__options_init();
   if (neap__options_parsed() && !atomic_load_explicit(&configured, memory_order_relaxed) &&

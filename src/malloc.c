@@ -156,27 +156,23 @@ oom:
   return NULL;
 }
 
-/* Large objects are counted as they are made (objects 1, the span's
- * bytes) and as they grow in place (objects 0, the bytes added); the
- * statistics find the live ones in the span table, so frees count nothing. */
-static void count_large(uint64_t objects, size_t bytes) {
-  neap_cache *c = neap__cache_mine();
-  if (c == NULL && (c = neap__cache_get_slow()) == NULL) {
-    neap__cache_count_large_cacheless(objects, bytes);
-    return;
-  }
-  NEAP_STORE(&c->large_nmalloc, NEAP_LOAD(&c->large_nmalloc) + objects);
-  NEAP_STORE(&c->large_bytes_alloc, NEAP_LOAD(&c->large_bytes_alloc) + bytes);
-}
-
+/* A large object is a span of one object, as many pages as it needs. */
 static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   bool zeroed = false;
-  neap_span *s = neap__heap_alloc_large(size, align, &zeroed);
-  if (s == NULL) {
+  neap_span *s = size <= NEAP_MAX_ALLOC ? neap__span_new(0) : NULL;
+  uint64_t npages = size == 0 ? 1 : (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
+  if (s != NULL) {
+    s->sizeclass = 0;
+    s->elemsize = 0;
+    NEAP_STORE(&s->owner, NULL);
+    atomic_store_explicit(&s->state, NEAP_SPAN_LARGE, memory_order_relaxed);
+  }
+  if (s == NULL || neap__heap_alloc_pages(s, npages, align, &zeroed) != 0) {
+    if (s != NULL) neap__span_delete(s);
     errno = ENOMEM;
     return NULL;
   }
-  count_large(1, neap__span_bytes(s));
+  neap__cache_count_large(1, neap__span_bytes(s));
   NEAP_TRACK_ALLOC((void *)s->base, neap__span_bytes(s), zero && zeroed);
   if (zero && !zeroed) memset((void *)s->base, 0, size);
   return (void *)s->base;
@@ -332,7 +328,8 @@ static void free_large(neap_span *s, void *p) {
   uint8_t expect = NEAP_SPAN_LARGE;
   if (!atomic_compare_exchange_strong(&s->state, &expect, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
   NEAP_TRACK_FREE(p);
-  neap__heap_free_span(s);
+  neap__heap_free_pages(s);
+  neap__span_delete(s);
 }
 
 /* Everything the fast path does not take: NULL, large objects, a full
@@ -353,7 +350,7 @@ static NEAP_NOINLINE void free_slow(void *p) {
  * the pointer is an object's start (the low half of the product is below
  * divmul exactly at object starts: test_sizeclass checks every offset),
  * and its mark's tag is not there (cache.h, cache.c; the span's tail
- * always has it: heap.c). Anything else, and a full stack, goes to
+ * always has it: cache.c). Anything else, and a full stack, goes to
  * free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
   uintptr_t page;
@@ -440,8 +437,8 @@ void *neap_realloc(void *p, size_t size) {
        * pages that follow it when there are any. */
       size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
       if (npages == s->npages) return p;
-      if (npages <= UINT32_MAX && neap__heap_resize_large(s, npages)) {
-        if (neap__span_bytes(s) > usable) count_large(0, neap__span_bytes(s) - usable);
+      if (npages <= UINT32_MAX && neap__heap_resize_pages(s, npages)) {
+        if (neap__span_bytes(s) > usable) neap__cache_count_large(0, neap__span_bytes(s) - usable);
         NEAP_TRACK_RESIZE(p, usable, neap__span_bytes(s));
         return p;
       }

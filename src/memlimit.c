@@ -2,7 +2,7 @@
  *
  * What it owns: the limit in effect and where it came from, and the
  * reading of the cgroup tree. The limit itself is enforced by the heap
- * (heap.c: limit_admit_locked) and the scavenger (scav.c).
+ * (heap.c: limit_admit) and the scavenger (scav.c).
  *
  * Containers. With no NEAP_MEMLIMIT, neap looks for the cgroup memory
  * limit the kernel will enforce on this process and takes
@@ -44,6 +44,7 @@
 #include "memlimit.h"
 #include "options.h"
 #include "os/os.h"
+#include "scav.h"
 
 #define PATH_CAP 4096
 #define V1_UNLIMITED ((uint64_t)1 << 62)
@@ -300,7 +301,7 @@ void neap__memlimit_configure(void) {
   }
   limit_bytes = limit;
   limit_source = src;
-  if (limit != 0) neap__heap_set_limit(limit, neap__opt.memlimit_mode == 1);
+  if (limit != 0) neap__heap_set_limit(limit, neap__opt.memlimit_mode == 1, neap__scav_limit_return);
 }
 
 size_t neap__memlimit_bytes(void) { return limit_bytes; }

@@ -21,13 +21,6 @@ typedef struct neap_arena {
   _Atomic uint32_t *info_start;
   uintptr_t base;       /* 64 MiB-aligned */
   uint64_t first_page;  /* page index of base */
-  /* The page heap's bookkeeping for the scavenger (heap.c, under the heap
-   * lock). */
-  uint32_t freed_at[NEAP_ARENA_PAGES];  /* free pages: when freed (ms clock) */
-  uint64_t lazy[NEAP_ARENA_PAGES / 64]; /* returned with MADV_FREE, not reused since */
-  uint16_t chunk_inuse[NEAP_ARENA_PAGES / NEAP_CHUNK_PAGES];     /* pages in use per chunk */
-  uint32_t chunk_dense_end[NEAP_ARENA_PAGES / NEAP_CHUNK_PAGES]; /* when it last stopped being
-                                                                    dense (ms clock; 0: never) */
 } neap_arena;
 
 extern _Atomic(neap_arena **) neap__arena_l1[1u << NEAP_ARENA_L1_BITS];

@@ -1,13 +1,23 @@
 /* The scavenger: gives free memory back to the OS, promptly and paced
  * (Go's bgscavenge, as a pthread), and enforces the memory limit.
  *
- * What it owns: the background thread, its pacing, the memory limit's
- * configuration, and the counts of what went back and why.
+ * What it owns: its index of the pages (below), the passes that return
+ * them, the background thread and its pacing, the memory limit's return
+ * function, and the counts of what went back and why.
+ *
+ * The index (Go's scavengeIndex). For each page, when it was last freed
+ * and whether it went back lazily (MADV_FREE) and was not taken since; for
+ * each 4 MiB chunk, how many of its pages are in spans and when it last
+ * stopped being dense; and the program's recent demand for pages. The heap
+ * keeps it up to date through the observer this file registers
+ * (neap__scav_register: pages taken, freed, returned), under the heap
+ * lock, and calls a pass's pick under the heap lock too: the heap lock
+ * guards the index, which only this file reads and writes.
  *
  * Policy. A free page goes back once it has stayed free for the release
- * delay (NEAP_RELEASE_DELAY, default 1 s). The heap stamps every page it
- * frees (heap.c: pages_given_locked); a pass (heap.c: neap__heap_scavenge)
- * walks the free pages not yet returned from the highest address down,
+ * delay (NEAP_RELEASE_DELAY, default 1 s). A pass walks the free pages not
+ * yet returned from the highest address down (the heap lends it one run
+ * at a time: neap__heap_take_unreturned),
  * skips those younger than the delay and those in dense chunks (496 of
  * 512 pages in use now, or dense less than a delay ago: splitting a huge
  * page that is nearly all in use saves little and costs a TLB reach), and
@@ -34,10 +44,11 @@
  * back: the rule never delays an idle process's return by more than a
  * quarter delay, its re-check period while the program is active.
  *
- * Idle caches. A thread cache keeps up to 128 KiB of empty spans per
- * class, 2 MiB in all, for its next refills (cache.c). Each cycle the
- * scavenger takes them back from caches that have not refilled since the
- * cycle before, so a thread that has gone quiet does not pin them.
+ * Idle holders. A thread cache keeps up to 128 KiB of empty spans per
+ * class, 2 MiB in all, for its next refills (cache.c). Once per delay the
+ * scavenger asks the heap's reclaimers for what idle holders keep
+ * (NEAP_RECLAIM_IDLE: the caches that have not refilled since the round
+ * before), so a thread that has gone quiet does not pin them.
  *
  * Pacing. Work is charged in CPU time (the thread's own clock) against a
  * token bucket filled at NEAP_SCAVENGER_CPU (default 1% of one core, as
@@ -58,12 +69,12 @@
  * Memory limit (NEAP_MEMLIMIT, or NEAP_MEMLIMIT_FRACTION of the cgroup's
  * limit: memlimit.c). It bounds what neap holds from the OS: grown pages
  * not returned, plus metadata. An allocation that could take neap past it
- * first runs neap__scav_limit_work synchronously (heap.c:
- * limit_admit_locked): take every cache's kept spans, drain the centrals,
- * and return free pages regardless of delay and density down to 95% of
- * the limit. In hard mode the allocation then fails with ENOMEM if it
- * still does not fit. The background thread pursues the same 95% goal
- * with forced passes while the process is over it.
+ * first runs, synchronously, the heap's reclaimers (every cache's kept
+ * spans, the centrals' empty ones) and then this file's return function
+ * (neap__scav_limit_return), which returns free pages regardless of delay
+ * and density down to 95% of the limit (heap.c has the rest). The
+ * background thread pursues the same 95% goal with forced passes while
+ * the process is over it.
  *
  * Lifecycle. The thread starts lazily, from the first allocation from the
  * page heap after the heap has grown past 8 MiB (a process that allocates
@@ -80,17 +91,19 @@
  * and the fork handler takes it first, so a child never inherits a run
  * taken out of the page allocator. Order: work -> cache registry ->
  * centrals -> heap -> meta; `lock` (the condition variable's) is a leaf.
+ * The index is guarded by the heap lock (above).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#include "cache.h"
-#include "central.h"
 #include "heap.h"
+#include "memlimit.h"
+#include "meta.h"
+#include "pagealloc.h"
 #include "scav.h"
 #include "stats.h"
-#include "memlimit.h"
 #include "neap.h"
 #include "options.h"
 #include "os/os.h"
@@ -135,6 +148,236 @@ static struct {
 } scav = {.work = NEAP_MUTEX_INITIALIZER, .lock = NEAP_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
 
 #define ADD(field, v) atomic_fetch_add_explicit(&scav.field, (v), memory_order_relaxed)
+
+static __thread bool is_scavenger __attribute__((tls_model("initial-exec")));
+
+/* --- the index */
+
+#define CHUNKS_PER_ARENA (NEAP_ARENA_PAGES / NEAP_CHUNK_PAGES)
+/* A chunk with this many pages in use is dense (Go's scavChunkHiOccFrac,
+ * 96.875%): returning its few free pages would split a huge page that is
+ * nearly all in use, for little gain. */
+#define DENSE_PAGES (NEAP_CHUNK_PAGES - NEAP_CHUNK_PAGES / 32)
+
+typedef struct scav_arena {
+  uint32_t freed_at[NEAP_ARENA_PAGES];          /* free pages: when freed (ms clock) */
+  uint64_t lazy[NEAP_ARENA_PAGES / 64];         /* returned with MADV_FREE, not taken since */
+  uint16_t chunk_inuse[CHUNKS_PER_ARENA];       /* pages in spans */
+  uint32_t chunk_dense_end[CHUNKS_PER_ARENA];   /* when it last stopped being dense (0: never) */
+} scav_arena;
+
+static struct {
+  scav_arena *arena[NEAP_MAX_ARENAS]; /* by the heap's arena number; 512 KiB of BSS, touched as used */
+  uint64_t inuse;                     /* pages in spans */
+  _Atomic uint64_t lazy;              /* pages returned lazily, not taken since */
+  /* Demand (the retention rule): the most pages in use in the current and
+   * the previous half of the demand window, and when the program last
+   * took and freed pages. */
+  uint64_t peak_cur, peak_prev;
+  uint32_t last_taken_ms, last_freed_ms;
+} idx;
+
+/* Runs the statement for each arena's share of pages [first, first+n),
+ * with `a` the arena's record, `i` the first page's number in it and `m`
+ * the count: a run of pages may go on into the next arena. */
+#define FOR_ARENA_SEGMENTS(first, n, a, i, m, ...)                                      \
+  for (uint64_t pg_ = (first), end_ = (first) + (n); pg_ < end_;) {                     \
+    scav_arena *a = idx.arena[pg_ / NEAP_ARENA_PAGES];                                  \
+    uint64_t i = pg_ % NEAP_ARENA_PAGES;                                                \
+    uint64_t m = end_ - pg_ < NEAP_ARENA_PAGES - i ? end_ - pg_ : NEAP_ARENA_PAGES - i; \
+    __VA_ARGS__;                                                                        \
+    pg_ += m;                                                                           \
+  }
+
+static int idx_arena_added(size_t k) {
+  if (idx.arena[k] != NULL) return 0;
+  idx.arena[k] = neap__meta_alloc(sizeof(scav_arena), NEAP_META_ARENA);
+  return idx.arena[k] != NULL ? 0 : ENOMEM;
+}
+
+static uint64_t idx_taken(uint64_t first, uint64_t n) {
+  uint64_t nlazy = 0;
+  bool any_lazy = atomic_load_explicit(&idx.lazy, memory_order_relaxed) != 0;
+  FOR_ARENA_SEGMENTS(first, n, a, i, m, {
+    for (uint64_t k = i; k < i + m;) {
+      uint64_t c = k / NEAP_CHUNK_PAGES, stop = (c + 1) * NEAP_CHUNK_PAGES;
+      if (stop > i + m) stop = i + m;
+      a->chunk_inuse[c] = (uint16_t)(a->chunk_inuse[c] + (stop - k));
+      k = stop;
+    }
+    for (uint64_t k = i; any_lazy && k < i + m; k++) {
+      if (neap__bits_get(a->lazy, k)) {
+        neap__bits_clear(a->lazy, k);
+        nlazy++;
+      }
+    }
+  });
+  atomic_fetch_sub_explicit(&idx.lazy, nlazy, memory_order_relaxed);
+  idx.inuse += n;
+  if (idx.inuse > idx.peak_cur) idx.peak_cur = idx.inuse;
+  idx.last_taken_ms = neap__os_now_ms();
+  return nlazy;
+}
+
+/* Stamps the pages for the release delay; a chunk that stops being dense
+ * records when. */
+static void idx_freed(uint64_t first, uint64_t n) {
+  uint32_t now = neap__os_now_ms();
+  /* The program's activity, for the retention rule: not the scavenger's
+   * own giving back of idle caches' spans. */
+  if (!is_scavenger) idx.last_freed_ms = now;
+  FOR_ARENA_SEGMENTS(first, n, a, i, m, {
+    for (uint64_t k = i; k < i + m; k++) a->freed_at[k] = now;
+    for (uint64_t k = i; k < i + m;) {
+      uint64_t c = k / NEAP_CHUNK_PAGES, stop = (c + 1) * NEAP_CHUNK_PAGES;
+      if (stop > i + m) stop = i + m;
+      unsigned before = a->chunk_inuse[c];
+      a->chunk_inuse[c] = (uint16_t)(before - (stop - k));
+      if (before >= DENSE_PAGES && a->chunk_inuse[c] < DENSE_PAGES) a->chunk_dense_end[c] = now ? now : 1u;
+      k = stop;
+    }
+  });
+  idx.inuse -= n;
+}
+
+static void idx_returned(uint64_t first, uint64_t n, bool lazy) {
+  if (!lazy) return;
+  FOR_ARENA_SEGMENTS(first, n, a, i, m, {
+    for (uint64_t k = i; k < i + m; k++) neap__bits_set(a->lazy, k);
+  });
+  atomic_fetch_add_explicit(&idx.lazy, n, memory_order_relaxed);
+}
+
+/* The demand, read (and its window's halves moved on when `rotate`) under
+ * the heap lock. */
+typedef struct demand {
+  bool rotate;
+  uint64_t recent_peak, inuse;
+  uint32_t last_taken_ms, last_freed_ms;
+} demand;
+
+static void read_demand(void *arg) {
+  demand *d = arg;
+  d->recent_peak = idx.peak_cur > idx.peak_prev ? idx.peak_cur : idx.peak_prev;
+  d->inuse = idx.inuse;
+  d->last_taken_ms = idx.last_taken_ms;
+  d->last_freed_ms = idx.last_freed_ms;
+  if (d->rotate) {
+    idx.peak_prev = idx.peak_cur;
+    idx.peak_cur = idx.inuse;
+  }
+}
+
+/* --- a pass */
+
+#define MIN_CUT_PAGES 8 /* 64 KiB, Go's scavenging quantum */
+
+typedef struct scav_pass {
+  uint32_t now_ms;     /* in: the clock (neap__os_now_ms) */
+  uint32_t delay_ms;   /* in: the release delay */
+  bool force;          /* in: ignore the delay and the density rule */
+  bool dontneed;       /* in: MADV_DONTNEED, else MADV_FREE */
+  size_t max_bytes;    /* in: stop once this much went back (0: no bound) */
+  uint64_t keep_pages; /* in: leave at least this many free pages unreturned */
+  uint64_t cursor;     /* in/out: continue below this page (UINT64_MAX: the top) */
+  size_t released;     /* out (added to): bytes returned */
+  bool young;          /* out: a page was skipped as too young ... */
+  uint32_t next_ms;    /* ... and the first of them is eligible this much later */
+  bool dense;          /* out: a page was skipped in a chunk that is dense now */
+  bool kept;           /* out: the pass ended at keep_pages with pages due */
+  bool done;           /* out: the pass reached the bottom (cursor is reset) */
+  uint64_t next_below; /* pick's: where the walk goes on */
+} scav_pass;
+
+/* Whether free page pg was freed less than a delay ago. */
+static bool page_young(const scav_pass *sp, uint64_t pg) {
+  if (sp->force) return false;
+  scav_arena *a = idx.arena[pg / NEAP_ARENA_PAGES];
+  return (uint32_t)(sp->now_ms - a->freed_at[pg % NEAP_ARENA_PAGES]) < sp->delay_ms;
+}
+
+/* Whether the scavenger may return free page pg now; if not, notes why in
+ * the pass (a young page: when it will be old enough). */
+static bool eligible(scav_pass *sp, uint64_t pg) {
+  if (sp->force) return true;
+  scav_arena *a = idx.arena[pg / NEAP_ARENA_PAGES];
+  uint64_t i = pg % NEAP_ARENA_PAGES, c = i / NEAP_CHUNK_PAGES;
+  uint32_t age = sp->now_ms - a->freed_at[i];
+  if (age < sp->delay_ms) {
+    uint32_t wait = sp->delay_ms - age;
+    if (!sp->young || wait < sp->next_ms) sp->next_ms = wait;
+    sp->young = true;
+    return false;
+  }
+  if (a->chunk_inuse[c] >= DENSE_PAGES) {
+    sp->dense = true;
+    return false;
+  }
+  uint32_t end = a->chunk_dense_end[c];
+  if (end != 0 && (uint32_t)(sp->now_ms - end) < sp->delay_ms) {
+    uint32_t wait = sp->delay_ms - (uint32_t)(sp->now_ms - end);
+    if (!sp->young || wait < sp->next_ms) sp->next_ms = wait;
+    sp->young = true;
+    return false;
+  }
+  return true;
+}
+
+/* What of a run of free pages not returned the pass takes now (called by
+ * the heap, under its lock): the highest eligible part of the run. */
+static void pick(void *ctx, neap_pick *p) {
+  scav_pass *sp = ctx;
+  uint64_t base = p->base, n = p->n;
+  /* Skip the pages that may not go yet from the top, then take the
+   * eligible ones below them. */
+  uint64_t hi = base + n;
+  while (hi > base && !eligible(sp, hi - 1)) hi--;
+  uint64_t lo = hi;
+  while (lo > base && eligible(sp, lo - 1)) lo--;
+  sp->next_below = lo;
+  if (sp->keep_pages != 0 && lo < hi) {
+    /* Leave keep_pages free pages unreturned: the highest go first. */
+    uint64_t may = p->dirty > sp->keep_pages ? p->dirty - sp->keep_pages : 0;
+    if (may == 0) {
+      sp->kept = true;
+      lo = hi;
+    } else if (hi - lo > may) {
+      lo = hi - may;
+    }
+  }
+  /* A small piece cut out of a longer free run by pages not due yet
+   * waits for them: one madvise per 8 KiB costs more than the memory is
+   * worth for a few hundred milliseconds (a program freeing at random
+   * interleaves young and old pages finely). A run bounded by pages in
+   * use goes back whatever its size. */
+  bool cut = (hi < base + n && page_young(sp, hi)) || (lo > base && page_young(sp, lo - 1));
+  if (cut && hi - lo < MIN_CUT_PAGES) lo = hi;
+  p->lo = lo;
+  p->hi = hi;
+}
+
+/* Returns, from sp->cursor down, the free pages the pass allows. */
+static void pass(scav_pass *sp) {
+  uint64_t below = sp->cursor;
+  sp->done = false;
+  for (;;) {
+    if (sp->max_bytes != 0 && sp->released >= sp->max_bytes) break;
+    neap_free_run run;
+    if (!neap__heap_take_unreturned(below, NEAP_CHUNK_PAGES, pick, sp, &run) || sp->kept) {
+      sp->done = true;
+      below = UINT64_MAX; /* the next pass starts from the top */
+      break;
+    }
+    below = sp->next_below;
+    if (run.n == 0) continue;
+    size_t bytes = (size_t)run.n << NEAP_PAGE_SHIFT;
+    bool lazy = false;
+    bool ok = neap__os_return((void *)run.addr, bytes, sp->dontneed, &lazy) == 0;
+    neap__heap_put_back(&run, ok, lazy);
+    if (ok) sp->released += bytes;
+  }
+  sp->cursor = below;
+}
 
 /* --- the pacer: a token bucket of CPU time */
 
@@ -221,10 +464,6 @@ static size_t limit_goal(void) {
   return limit ? limit - limit / 20 : 0;
 }
 
-static __thread bool is_scavenger __attribute__((tls_model("initial-exec")));
-
-bool neap__scav_is_self(void) { return is_scavenger; }
-
 /* CPU time other threads spent in neap's statistics (neap_stats_read and
  * the like), which program_busy does not count. */
 static _Atomic uint64_t stats_cpu_ns;
@@ -271,22 +510,21 @@ static step_result background_step(uint32_t now) {
   neap__lock(&scav.work);
   if (delay >= 0 && (uint32_t)(now - scav.last_trim_ms) >= (uint32_t)delay) {
     scav.last_trim_ms = now;
-    neap__cache_trim(false);
+    neap__heap_reclaim(NEAP_RECLAIM_IDLE);
   }
   /* The retention rule (see Retention above): while the program is
    * active, its pages wait BUSY_DELAY_FACTOR delays, and as many free
    * pages as its recent demand says it may take back stay: the most pages
    * in use over the last DEMAND_WINDOW_MS, minus those in use now. */
-  neap_heap_demand dm;
-  bool rotate = (uint32_t)(now - scav.last_rotate_ms) >= DEMAND_WINDOW_MS / 2;
-  if (rotate) scav.last_rotate_ms = now;
-  neap__heap_demand(&dm, rotate);
+  demand dm = {.rotate = (uint32_t)(now - scav.last_rotate_ms) >= DEMAND_WINDOW_MS / 2};
+  if (dm.rotate) scav.last_rotate_ms = now;
+  neap__heap_with_lock(read_demand, &dm);
   neap__unlock(&scav.work);
-  uint32_t idle_alloc = now - dm.last_alloc_ms, idle_free = now - dm.last_free_ms;
-  uint32_t idle = idle_alloc < idle_free ? idle_alloc : idle_free;
+  uint32_t idle_taken = now - dm.last_taken_ms, idle_freed = now - dm.last_freed_ms;
+  uint32_t idle = idle_taken < idle_freed ? idle_taken : idle_freed;
   bool busy = program_busy(now); /* sampled every step: its interval is the step's */
   bool active = delay >= 0 && (idle < (uint32_t)delay || busy);
-  uint64_t retain = active && dm.recent_peak_pages > dm.inuse_pages ? dm.recent_peak_pages - dm.inuse_pages : 0;
+  uint64_t retain = active && dm.recent_peak > dm.inuse ? dm.recent_peak - dm.inuse : 0;
   for (;;) {
     neap__pacer_refill(&scav.pacer, neap__os_nanotime());
     if (!neap__pacer_may_work(&scav.pacer)) {
@@ -300,15 +538,15 @@ static step_result background_step(uint32_t now) {
       break;
     }
     neap__lock(&scav.work);
-    neap_scav_pass sp = {.now_ms = now,
-                         .delay_ms = delay < 0 ? 0 : (uint32_t)delay * (active ? BUSY_DELAY_FACTOR : 1u),
-                         .force = over,
-                         .dontneed = dontneed(),
-                         .max_bytes = QUANTUM_BYTES,
-                         .keep_pages = over ? 0 : retain,
-                         .cursor = scav.cursor};
+    scav_pass sp = {.now_ms = now,
+                    .delay_ms = delay < 0 ? 0 : (uint32_t)delay * (active ? BUSY_DELAY_FACTOR : 1u),
+                    .force = over,
+                    .dontneed = dontneed(),
+                    .max_bytes = QUANTUM_BYTES,
+                    .keep_pages = over ? 0 : retain,
+                    .cursor = scav.cursor};
     uint64_t t0 = neap__os_thread_cputime();
-    neap__heap_scavenge(&sp);
+    pass(&sp);
     uint64_t worked = neap__os_thread_cputime() - t0;
     neap__pacer_charge(&scav.pacer, worked);
     ADD(cpu_ns, worked);
@@ -396,7 +634,7 @@ static void *scav_main(void *arg) {
       atomic_store(&scav.parked, true);
       neap_heap_stats hs;
       neap__heap_stats(&hs);
-      bool idle_caches = neap__cache_trim_pending();
+      bool idle_caches = neap__heap_reclaim(NEAP_RECLAIM_PENDING) != 0;
       if (hs.pages_free > hs.pages_scavenged || idle_caches) {
         atomic_store(&scav.parked, false);
         long delay = neap__opt.release_delay;
@@ -450,15 +688,18 @@ static void start(void) {
   atomic_store(&scav.state, err == 0 ? ST_RUNNING : ST_NONE);
 }
 
-void neap__scav_heap_grew(uint64_t bytes) {
+/* --- what the heap tells the scavenger */
+
+static void heap_grew(uint64_t bytes) {
   if (bytes > START_BYTES && !atomic_load_explicit(&scav.big, memory_order_relaxed))
     atomic_store_explicit(&scav.big, true, memory_order_relaxed);
 }
 
-/* Never starts the thread: frees may run under a central's lock, and
- * pthread_create allocates (it could need that very lock). Allocations
- * from the page heap start it (neap__scav_start_if_needed). */
-void neap__scav_kick(void) {
+/* Pages were freed: wakes a parked scavenger (one relaxed load when there
+ * is nothing to do). Never starts the thread: frees may run under a
+ * central's lock, and pthread_create allocates (it could need that very
+ * lock). */
+static void kick(void) {
   if (NEAP_LIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_RUNNING) &&
       atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
     neap__lock(&scav.lock);
@@ -468,24 +709,35 @@ void neap__scav_kick(void) {
   }
 }
 
-void neap__scav_start_if_needed(void) {
+/* After an allocation from the page heap, no neap lock held: starts the
+ * thread once the heap has grown big enough (one relaxed load otherwise). */
+static void after_alloc(void) {
   if (NEAP_UNLIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_NONE) &&
       atomic_load_explicit(&scav.big, memory_order_relaxed))
     start();
 }
 
+static const neap_heap_observer observer = {
+    .arena_added = idx_arena_added,
+    .grew = heap_grew,
+    .taken = idx_taken,
+    .freed = idx_freed,
+    .returned = idx_returned,
+    .after_alloc = after_alloc,
+    .kick = kick,
+};
+
+void neap__scav_register(void) { neap__heap_set_observer(&observer); }
+
 static bool scav_running(void) { return atomic_load(&scav.state) == ST_RUNNING; }
 
 /* --- synchronous work */
 
-void neap__scav_limit_work(size_t bytes, bool all) {
+void neap__scav_limit_return(size_t bytes, bool all) {
   neap__lock(&scav.work);
-  neap__cache_stack_trim(false);
-  neap__cache_trim(true);
-  neap__central_reclaim();
-  neap_scav_pass sp = {.force = true, .dontneed = dontneed(), .cursor = UINT64_MAX, .max_bytes = all ? 0 : bytes};
+  scav_pass sp = {.force = true, .dontneed = dontneed(), .cursor = UINT64_MAX, .max_bytes = all ? 0 : bytes};
   uint64_t t0 = neap__os_thread_cputime();
-  neap__heap_scavenge(&sp);
+  pass(&sp);
   ADD(cpu_ns, neap__os_thread_cputime() - t0);
   ADD(eager_bytes, sp.released);
   scav.trace_eager += sp.released;
@@ -495,19 +747,18 @@ void neap__scav_limit_work(size_t bytes, bool all) {
 size_t neap_release(void) {
   neap__process_init();
   neap__lock(&scav.work);
-  neap__cache_stack_trim(true);
-  neap__cache_trim(true);
-  neap__central_reclaim();
+  neap__heap_reclaim(NEAP_RECLAIM_RELEASE);
+  scav_pass sp = {.force = true, .dontneed = dontneed(), .cursor = UINT64_MAX};
   uint64_t t0 = neap__os_thread_cputime();
-  size_t bytes = neap__heap_release(dontneed());
+  pass(&sp);
   ADD(cpu_ns, neap__os_thread_cputime() - t0);
-  ADD(forced_bytes, bytes);
+  ADD(forced_bytes, sp.released);
   if (neap__opt.scavtrace) {
-    scav.trace_bg += bytes;
+    scav.trace_bg += sp.released;
     trace(" (forced)");
   }
   neap__unlock(&scav.work);
-  return bytes;
+  return sp.released;
 }
 
 void neap__scav_totals(neap_scav_totals *out) {
@@ -516,6 +767,7 @@ void neap__scav_totals(neap_scav_totals *out) {
   out->forced_bytes = atomic_load_explicit(&scav.forced_bytes, memory_order_relaxed);
   out->cycles = atomic_load_explicit(&scav.cycles, memory_order_relaxed);
   out->cpu_ns = atomic_load_explicit(&scav.cpu_ns, memory_order_relaxed);
+  out->lazy_pages = atomic_load_explicit(&idx.lazy, memory_order_relaxed);
   out->running = scav_running();
 }
 
@@ -554,5 +806,44 @@ void neap__scav_fork(neap_fork_phase phase) {
 void neap__scav_check_hold(bool hold) {
   if (hold) neap__lock(&scav.work);
   else neap__unlock(&scav.work);
+}
+
+typedef struct index_check {
+  neap_check *ck;
+  uint64_t lazy, inuse;
+  uint32_t chunk_pages;
+} index_check;
+
+/* One page of the heap (called under the heap lock, in order): a lazy
+ * bit only on a page returned, the chunks' counts of pages in spans. */
+static void check_page(void *arg, uint64_t pg, int state, neap_span *s) {
+  index_check *ic = arg;
+  scav_arena *a = idx.arena[pg / NEAP_ARENA_PAGES];
+  uint64_t i = pg % NEAP_ARENA_PAGES;
+  if (!NEAP_CHECK(ic->ck, a != NULL, "scavenger's index has no record for an arena", (void *)(uintptr_t)pg)) return;
+  if (neap__bits_get(a->lazy, i)) {
+    ic->lazy++;
+    NEAP_CHECK(ic->ck, state == NEAP_PA_SCAVENGED, "lazy bit on a page not returned to the OS", (void *)(uintptr_t)pg);
+  }
+  if (s != NULL) ic->chunk_pages++, ic->inuse++;
+  if (i % NEAP_CHUNK_PAGES == NEAP_CHUNK_PAGES - 1) {
+    NEAP_CHECK(ic->ck, a->chunk_inuse[i / NEAP_CHUNK_PAGES] == ic->chunk_pages, "chunk's count of pages in use is wrong",
+               (void *)(uintptr_t)(pg - NEAP_CHUNK_PAGES + 1));
+    ic->chunk_pages = 0;
+  }
+}
+
+void neap__scav_check(neap_check *ck) {
+  index_check ic = {.ck = ck};
+  neap__heap_each_page(check_page, &ic);
+  NEAP_CHECK(ck, ic.lazy == atomic_load(&idx.lazy), "scavenger's count of lazily returned pages is wrong", &idx.lazy);
+  NEAP_CHECK(ck, ic.inuse == idx.inuse, "scavenger's count of pages in use is wrong", &idx.inuse);
+  NEAP_CHECK(ck, idx.peak_cur >= idx.inuse, "scavenger's demand peak is below the pages in use", &idx.peak_cur);
+}
+
+void neap__scav_check_targets(neap_check_targets *t) {
+  t->pages_lazy = (uint64_t *)&idx.lazy;
+  t->scav_chunk_inuse = idx.arena[0] != NULL ? idx.arena[0]->chunk_inuse : NULL;
+  t->scav_lazy = idx.arena[0] != NULL ? idx.arena[0]->lazy : NULL;
 }
 #endif

@@ -6,21 +6,15 @@
 #include "internal.h"
 #include "lock.h"
 
-/* Free pages appeared (a central's lock may be held): wakes a parked
- * scavenger. One relaxed load when there is nothing to do. */
-void neap__scav_kick(void);
-/* After an allocation from the page heap: starts the thread once the heap
- * has grown big enough (one relaxed load otherwise). Never wakes it:
- * allocation gives it nothing to do. */
-void neap__scav_start_if_needed(void);
-/* The heap grew to `bytes` (called under the heap lock: only notes it). */
-void neap__scav_heap_grew(uint64_t bytes);
-/* An allocation needs `bytes` held under the limit: take back the caches'
- * kept spans and return free pages now (all of them when `all`). Called
- * with no neap lock held. */
-void neap__scav_limit_work(size_t bytes, bool all);
+/* Registers the scavenger with the heap as its observer (init.c, once):
+ * from then on the heap tells it which pages it takes, frees and returns,
+ * and it keeps its index and starts its thread from there. */
+void neap__scav_register(void);
+/* The memory limit's return function (heap.h: neap__heap_set_limit):
+ * returns free pages to the OS now, at least `bytes`, all it can when
+ * `all`, whatever the delay and the density rule. */
+void neap__scav_limit_return(size_t bytes, bool all);
 void neap__scav_fork(neap_fork_phase phase);
-bool neap__scav_is_self(void); /* is this the scavenger thread? */
 /* CPU time (ns) a thread other than the scavenger spent on neap's own
  * statistics: not the program's work (see program_busy in scav.c). */
 void neap__scav_note_stats_cpu(uint64_t ns);
@@ -31,6 +25,7 @@ typedef struct neap_scav_totals {
   uint64_t forced_bytes; /* returned by neap_release / malloc_trim */
   uint64_t cycles;       /* background passes completed */
   uint64_t cpu_ns;       /* CPU time spent returning memory, all kinds */
+  uint64_t lazy_pages;   /* free pages returned with MADV_FREE and not taken since */
   bool running;          /* the background thread exists */
 } neap_scav_totals;
 void neap__scav_totals(neap_scav_totals *out);

@@ -26,14 +26,14 @@
  * the index of the tail (the bytes after the last object, if any): a
  * pointer to the tail passes the free path's start-of-object test (its
  * offset is a multiple of the object size), then fails on its free mark
- * (heap.c writes it there) or, in a slow path, on its remote bit, which
+ * (cache.c writes it there) or, in a slow path, on its remote bit, which
  * spares the fast path a bounds check. Counting live objects subtracts the
  * padding, and a merge of remote bits leaves it.
  *
  * Free objects. Every object free in its span holds, in its first two
  * words, a link (any value) and the free mark that covers it (cache.h),
- * from the moment its span is made (heap.c writes it in every object and
- * in the tail); objects on the threads' free stacks are linked through
+ * from the moment its span is made (cache.c: prepare_span writes it in every
+ * object and in the tail); objects on the threads' free stacks are linked through
  * those words (cache.c). A write after free that changes them is caught
  * when the object next leaves a stack, or by the heap checker.
  */
@@ -71,16 +71,13 @@ void neap__span_delete(neap_span *s) {
   neap__pool_free(&span_pools[s->nwords], s);
 }
 
-void neap__span_init_small(neap_span *s, unsigned cls, uintptr_t base, uint64_t first_page, bool zeroed) {
+void neap__span_init_small(neap_span *s, unsigned cls) {
   neap_assert(s->nwords == words_for_class(cls));
-  s->base = base;
   s->elemsize = neap__class_size[cls];
   s->divmul = neap__class_divmul[cls];
   s->nelems = neap__class_objects[cls];
   s->sizeclass = (uint8_t)cls;
-  s->npages = neap__class_pages[cls];
-  s->first_page = first_page;
-  s->needzero = !zeroed;
+  s->needzero = 1;
   s->next_word = 0;
   s->list = 0;
   NEAP_STORE(&s->owner, NULL);

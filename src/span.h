@@ -130,7 +130,10 @@ NEAP_INLINE bool neap__span_held(neap_span *s, unsigned idx) {
 
 neap_span *neap__span_new(unsigned sizeclass); /* from the metadata pools; NULL on ENOMEM */
 void neap__span_delete(neap_span *s);
-void neap__span_init_small(neap_span *s, unsigned sizeclass, uintptr_t base, uint64_t first_page, bool zeroed);
+/* Sets up s for objects of class sizeclass: geometry, empty bitmaps, no
+ * owner, its objects to be zeroed for calloc. Before the page heap gives
+ * it pages (heap.h: its walkers may read it from then on). */
+void neap__span_init_small(neap_span *s, unsigned sizeclass);
 /* Moves remote frees into the in-use bitmap (caller owns the span);
  * returns how many objects it merged. Aborts on a detected double free.
  * Nothing announced, nothing to merge: one load, inline, instead of a

@@ -4,7 +4,7 @@
  * What it owns: the published cumulative counts (below). Everything else
  * it gathers:
  *   - the page heap's figures and every span's live objects come from one
- *     hold of the heap lock (heap.c: neap__heap_snapshot), so heap_sys =
+ *     hold of the heap lock (heap.c: neap__heap_walk), so heap_sys =
  *     heap_inuse + heap_idle, heap_idle >= heap_released and heap_alloc <=
  *     heap_inuse hold exactly: no span can enter or leave the heap while
  *     its objects are counted;
@@ -107,6 +107,33 @@ static void read_kernel(neap_stats_t *s) {
 /* The snapshot, with stats_lock held. */
 static void snapshot_locked(neap_stats_t *s, bool kernel);
 
+/* What the heap walk gathers: live objects by class (large ones in class
+ * 0) and the large ones' bytes, with the scavenger's count of pages
+ * returned lazily, read at the same moment. */
+typedef struct heap_census {
+  neap_heap_stats pages;
+  uint64_t live[NEAP_NUM_CLASSES];
+  uint64_t large_live_bytes;
+  uint64_t lazy_pages;
+} heap_census;
+
+static void census_span(void *ctx, neap_span *s) {
+  heap_census *hc = ctx;
+  if (s == NULL) {
+    neap_scav_totals st;
+    neap__scav_totals(&st);
+    hc->lazy_pages = st.lazy_pages;
+  } else if (s->sizeclass != 0) {
+    uint64_t announced = atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK;
+    uint64_t inuse = neap__span_live(s);
+    /* Mid-merge, bits can be cleared before the count drops. */
+    hc->live[s->sizeclass] += inuse > announced ? inuse - announced : 0;
+  } else {
+    hc->live[0]++;
+    hc->large_live_bytes += neap__span_bytes(s);
+  }
+}
+
 void neap__stats_snapshot(neap_stats_t *s, bool kernel) {
   neap__lock(&stats_lock);
   snapshot_locked(s, kernel);
@@ -124,10 +151,11 @@ static void snapshot_locked(neap_stats_t *s, bool kernel) {
   memset(s, 0, sizeof *s);
   s->version = NEAP_STATS_VERSION;
 
-  static neap_heap_snapshot hs; /* big (per-class arrays): static, under stats_lock */
+  static heap_census hs; /* big (per-class arrays): static, under stats_lock */
   static neap_cache_counts cc;
   neap__cache_counts(&cc); /* before the walk: see settle */
-  neap__heap_snapshot(&hs);
+  memset(&hs, 0, sizeof hs);
+  neap__heap_walk(&hs.pages, census_span, &hs);
   neap_meta_stats ms;
   neap__meta_stats(&ms);
   if (kernel) read_kernel(s);
@@ -160,9 +188,9 @@ static void snapshot_locked(neap_stats_t *s, bool kernel) {
   s->heap_inuse = hp->pages_inuse << NEAP_PAGE_SHIFT;
   s->heap_idle = s->heap_sys - s->heap_inuse;
   s->heap_released = hp->pages_scavenged << NEAP_PAGE_SHIFT;
-  /* neap's lazy bits say which pages went back with MADV_FREE and were not
-   * reused; the kernel may have reclaimed some since. */
-  s->heap_released_resident = hp->pages_lazy << NEAP_PAGE_SHIFT;
+  /* The scavenger's lazy bits say which pages went back with MADV_FREE and
+   * were not reused; the kernel may have reclaimed some since. */
+  s->heap_released_resident = hs.lazy_pages << NEAP_PAGE_SHIFT;
   if (kernel && s->heap_released_resident > s->kernel_lazyfree) s->heap_released_resident = s->kernel_lazyfree;
 
   s->span_inuse = ms.kind_inuse[NEAP_META_SPAN];

@@ -129,7 +129,7 @@ static void test_empty_spans_serve_other_classes(void) {
             (unsigned long)after.pages_grown);
   for (int i = 0; i < NSMALL / 4; i++) neap_free(small_objs[i]);
   neap_thread_flush();
-  neap__central_reclaim();
+  neap__central_reclaim(NEAP_RECLAIM_SHORT);
   neap__heap_stats(&end);
   CHECK_EQ(end.pages_inuse, 0); /* every span went back: nothing is live, no cache holds one */
 }
@@ -304,7 +304,7 @@ static void test_allocations_after_thread_exit(void) {
   CHECK(late_block != NULL);
   neap_free(late_block);
   neap_thread_flush();
-  neap__central_reclaim();
+  neap__central_reclaim(NEAP_RECLAIM_SHORT);
   neap_heap_stats st;
   neap__heap_stats(&st);
   CHECK_EQ(st.pages_inuse, 0);

@@ -159,12 +159,17 @@ static void plant_pa_summary(void) {
 }
 static void plant_pa_scavenged(void) { neap__pa_mark_scavenged(targets().pa, span_of(big)->first_page, 1); }
 static void plant_pa_free(void) { neap__pa_free(targets().pa, span_of(big)->first_page + 1, 1); }
+/* The scavenger's index of the first arena, where big is. */
 static void plant_lazy_bit(void) {
   size_t i = page_in_arena(big);
-  arena_of(big)->lazy[i / 64] |= 1ull << (i % 64);
+  CHECK_EQ(arena_of(big)->first_page, 0);
+  targets().scav_lazy[i / 64] |= 1ull << (i % 64);
 }
 static void plant_lazy_count(void) { ++*targets().pages_lazy; }
-static void plant_chunk_count(void) { arena_of(big)->chunk_inuse[page_in_arena(big) / NEAP_CHUNK_PAGES]--; }
+static void plant_chunk_count(void) {
+  CHECK_EQ(arena_of(big)->first_page, 0);
+  targets().scav_chunk_inuse[page_in_arena(big) / NEAP_CHUNK_PAGES]--;
+}
 static void plant_pages_inuse(void) { ++*targets().pages_inuse; }
 static void plant_pagemap_hole(void) { NEAP_STORE(&arena_of(big)->spans[page_in_arena(big) + 1], NULL); }
 static void plant_pagemap_other(void) {
@@ -263,7 +268,7 @@ static void test_planted_corruptions(void) {
   PLANT(plant_pa_scavenged, "page allocator's summaries");
   PLANT(plant_pa_free, "page of a span is free in the page allocator");
   PLANT(plant_lazy_bit, "lazy bit on a page not returned");
-  PLANT(plant_lazy_count, "count of lazily returned pages");
+  PLANT(plant_lazy_count, "scavenger's count of lazily returned pages");
   PLANT(plant_chunk_count, "chunk's count of pages in use");
   PLANT(plant_pages_inuse, "count of pages in spans");
   PLANT(plant_pagemap_hole, "page of a span maps to another");
