@@ -59,9 +59,10 @@ TSAN_FUZZ_SECONDS ?= 25
 FUZZ_SECONDS ?= 600
 
 # Sanitizer builds test the native API (no malloc override); each uses its
-# own build tree.
+# own build tree. The ASan build's library also asserts its cheap internal
+# invariants (NEAP_DEBUG=1: the span state machine among them).
 asan:
-	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNEAP_SANITIZE=address $(CMAKE_FLAGS)
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNEAP_SANITIZE=address -DNEAP_DEBUG=1 $(CMAKE_FLAGS)
 	$(CMAKE) --build build-asan -j $(JOBS)
 	cd build-asan && NEAP_STRESS_SCALE=0.25 NEAP_FUZZ_SECONDS=$(ASAN_FUZZ_SECONDS) \
 	  ctest --output-on-failure -j $(JOBS) -L 'unit|stress|fuzz'

@@ -253,22 +253,23 @@ static void link_after(neap_link *at, neap_link *l) {
   at->next = l;
 }
 
-static neap_link *own_list(neap_cache *c, unsigned cls, uint8_t which) {
+static neap_link *own_list(neap_cache *c, unsigned cls, unsigned which) {
   switch (which) {
-  case NEAP_LIST_OWN_PARTIAL: return &c->own_partial[cls];
-  case NEAP_LIST_OWN_EMPTY: return &c->own_empty[cls];
+  case NEAP_SPAN_OWN_PARTIAL: return &c->own_partial[cls];
+  case NEAP_SPAN_OWN_EMPTY: return &c->own_empty[cls];
   default: return &c->own_full[cls];
   }
 }
 
+/* Takes s, which c owns, off its own list or its slot: TRANSIT. */
 static void own_remove(neap_cache *c, neap_span *s) {
-  if (s->list < NEAP_LIST_OWN_PARTIAL) return; /* the own lists are the last three */
-  if (s->list == NEAP_LIST_OWN_EMPTY) {
+  unsigned where = neap__span_where(s);
+  if (where == NEAP_SPAN_OWN_EMPTY) {
     c->nempty[s->sizeclass]--;
     c->empty_pages -= s->npages;
   }
-  link_remove(&s->own);
-  s->list = NEAP_LIST_NONE;
+  if (neap__where_own_list(where)) link_remove(&s->own);
+  neap__span_move(s, NEAP_SPAN_TRANSIT);
 }
 
 /* A full span goes back on the partial list only once a quarter of it is
@@ -281,8 +282,8 @@ static uint32_t relist_room(const neap_span *s) {
   return room ? room : 1u;
 }
 
-static uint32_t relist_threshold(const neap_span *s, uint8_t which) {
-  return which == NEAP_LIST_OWN_FULL ? (uint32_t)s->nelems - relist_room(s) : 0;
+static uint32_t relist_threshold(const neap_span *s, unsigned which) {
+  return which == NEAP_SPAN_OWN_FULL ? (uint32_t)s->nelems - relist_room(s) : 0;
 }
 
 /* A span's live count (see neap_span.countdown). */
@@ -294,18 +295,18 @@ static void set_relist_at(neap_span *s, uint32_t at) {
   s->relist_at = at;
 }
 
-/* Puts s (on no own list) on list `which`: partial spans at the back,
+/* Puts s (TRANSIT) on own list `which`: partial spans at the back,
  * since refills take the front, so a span waits as long as it can,
  * gathering frees, and gives more objects when its turn comes. */
-static void own_push(neap_cache *c, neap_span *s, uint8_t which) {
-  s->list = which;
-  if (which == NEAP_LIST_OWN_EMPTY) {
+static void own_push(neap_cache *c, neap_span *s, unsigned which) {
+  neap__span_move(s, which);
+  if (which == NEAP_SPAN_OWN_EMPTY) {
     c->nempty[s->sizeclass]++;
     c->empty_pages += s->npages;
   }
   set_relist_at(s, relist_threshold(s, which));
   neap_link *head = own_list(c, s->sizeclass, which);
-  link_after(which == NEAP_LIST_OWN_PARTIAL ? head->prev : head, &s->own);
+  link_after(which == NEAP_SPAN_OWN_PARTIAL ? head->prev : head, &s->own);
 }
 
 /* Whether this thread holds a cache's empty lock (it never holds two): a
@@ -323,11 +324,10 @@ static void empty_unlock(neap_cache *c) {
   atomic_flag_clear_explicit(&c->empty_lock, memory_order_release);
 }
 
-/* Give an owned span back to its central (and from there, if it is empty,
- * to the page heap). */
+/* Gives an owned span back to its central (and from there, if it is
+ * empty, to the page heap). */
 static void release(neap_cache *c, neap_span *s) {
   own_remove(c, s);
-  s->list = NEAP_LIST_NONE;
   neap__central_uncache_span(s);
 }
 
@@ -355,18 +355,18 @@ static unsigned keep_empty(unsigned cls) {
  * the empty list (see keep_empty) or gives it back. */
 static void refile(neap_cache *c, neap_span *s) {
   if (live_of(s) == 0) {
-    if (s->list == NEAP_LIST_OWN_EMPTY) return;
+    if (neap__span_where(s) == NEAP_SPAN_OWN_EMPTY) return;
     own_remove(c, s);
     empty_lock(c);
     unsigned n = c->nempty[s->sizeclass];
     bool keep = n < keep_empty(s->sizeclass) &&
                 (n == 0 || (size_t)(c->empty_pages + s->npages) << NEAP_PAGE_SHIFT <= KEEP_EMPTY_TOTAL);
-    if (keep) own_push(c, s, NEAP_LIST_OWN_EMPTY);
+    if (keep) own_push(c, s, NEAP_SPAN_OWN_EMPTY);
     empty_unlock(c);
-    if (!keep) release(c, s);
-  } else if (s->list == NEAP_LIST_OWN_FULL && s->countdown <= 0) {
+    if (!keep) neap__central_uncache_span(s);
+  } else if (neap__span_where(s) == NEAP_SPAN_OWN_FULL && s->countdown <= 0) {
     own_remove(c, s);
-    own_push(c, s, NEAP_LIST_OWN_PARTIAL);
+    own_push(c, s, NEAP_SPAN_OWN_PARTIAL);
   }
 }
 
@@ -384,7 +384,7 @@ static void span_free_local(neap_cache *c, neap_span *s, void *p) {
   NEAP_STORE(word, neap__bit_clear(u, idx));
   /* A live count down to relist_at: a full span got room, or one
    * emptied. The current span stays, even empty: it is about to be reused. */
-  if (NEAP_UNLIKELY(--s->countdown == 0) && s->list != NEAP_LIST_CURRENT) refile(c, s);
+  if (NEAP_UNLIKELY(--s->countdown == 0) && neap__span_where(s) != NEAP_SPAN_CURRENT) refile(c, s);
 }
 
 const neap_word neap__stack_end[2];
@@ -635,7 +635,7 @@ static void drain_inbox(neap_cache *c) {
        * notify) had not set its bit when we merged: look again later. */
       if (!(atomic_fetch_or(&s->rword, NEAP_RW_NOTIFIED) & NEAP_RW_NOTIFIED)) neap__central_notify(s);
     }
-    if (s->list != NEAP_LIST_CURRENT) refile(c, s);
+    if (neap__span_where(s) != NEAP_SPAN_CURRENT) refile(c, s);
     s = next;
   }
 }
@@ -672,7 +672,7 @@ static void drop_window(neap_slot *slot) {
 
 /* Make s the slot's current span (it has a free object). */
 static void make_current(neap_slot *slot, neap_span *s) {
-  s->list = NEAP_LIST_CURRENT;
+  neap__span_move(s, NEAP_SPAN_CURRENT);
   set_relist_at(s, 0);
   slot->span = s;
   unsigned w = neap__span_next_free_word(s, 0);
@@ -758,7 +758,8 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     }
     /* Full: park it until a free makes room. */
     slot->span = NULL;
-    own_push(c, s, NEAP_LIST_OWN_FULL);
+    own_remove(c, s);
+    own_push(c, s, NEAP_SPAN_OWN_FULL);
   }
   if (list_empty(partial)) {
     neap__central_drain(cls); /* may forward spans we own to the inbox */
@@ -1026,7 +1027,7 @@ uint64_t neap__cache_pool_inuse(void) { return cache_pool.inuse; }
 
 /* Whether s is a live span of class cls (its base maps back to it). */
 static bool live_small_span(neap_span *s, unsigned cls) {
-  return s != NULL && atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
+  return s != NULL && neap__where_small(neap__span_where(s)) &&
          s->sizeclass == cls && neap__span_of(s->base) == s;
 }
 
@@ -1050,7 +1051,7 @@ static void check_current(neap_check *ck, neap_cache *c, neap_slot *slot, unsign
   }
   if (!NEAP_CHECK(ck, live_small_span(s, cls), "cache slot's span is not a live span of its class", s)) return;
   ck->cache_spans++;
-  NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && s->list == NEAP_LIST_CURRENT, "current span not owned as current", s);
+  NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == NEAP_SPAN_CURRENT, "current span not owned as current", s);
   NEAP_CHECK(ck, s->next_word < s->nwords && slot->inuse == neap__span_inuse(s, s->next_word) &&
                      slot->base == s->base + (uintptr_t)s->next_word * 64u * s->elemsize,
              "cache window is not its span's word", s);
@@ -1108,7 +1109,7 @@ static void check_stack(neap_check *ck, neap_slot *slot, unsigned cls) {
 /* One own list: links both ways, each span owned by c, of class cls, on
  * this list, its live count as its bitmap says. Returns its length, and
  * its pages in *pages. */
-static uint32_t check_own_list(neap_check *ck, neap_cache *c, neap_link *head, unsigned cls, uint8_t which,
+static uint32_t check_own_list(neap_check *ck, neap_cache *c, neap_link *head, unsigned cls, unsigned which,
                                uint32_t *pages) {
   uint64_t limit = neap__span_pool_inuse();
   uint32_t count = 0;
@@ -1120,13 +1121,13 @@ static uint32_t check_own_list(neap_check *ck, neap_cache *c, neap_link *head, u
     if (!NEAP_CHECK(ck, ++count <= limit, "cache's own list is a cycle", s)) break;
     *pages += s->npages;
     ck->cache_spans++;
-    NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && s->list == which, "span on a cache's own list not owned there", s);
+    NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == which, "span on a cache's own list not owned there", s);
     uint32_t live = live_of(s);
     NEAP_CHECK(ck, live == neap__span_live(s) && s->relist_at == relist_threshold(s, which),
                "owned span's live count differs from its bitmap", s);
-    if (which == NEAP_LIST_OWN_EMPTY) NEAP_CHECK(ck, live == 0, "span on a cache's empty list has objects", s);
-    if (which == NEAP_LIST_OWN_PARTIAL) NEAP_CHECK(ck, live != 0, "span on a cache's partial list is empty", s);
-    if (which == NEAP_LIST_OWN_FULL) NEAP_CHECK(ck, s->countdown > 0, "span on a cache's full list has room", s);
+    if (which == NEAP_SPAN_OWN_EMPTY) NEAP_CHECK(ck, live == 0, "span on a cache's empty list has objects", s);
+    if (which == NEAP_SPAN_OWN_PARTIAL) NEAP_CHECK(ck, live != 0, "span on a cache's partial list is empty", s);
+    if (which == NEAP_SPAN_OWN_FULL) NEAP_CHECK(ck, s->countdown > 0, "span on a cache's full list has room", s);
   }
   return count;
 }
@@ -1137,8 +1138,7 @@ uint64_t neap__check_pending_chain(neap_check *ck, neap_span *s, const char *wha
   uint64_t n = 0, limit = neap__span_pool_inuse();
   for (; s != NULL; s = s->pending_next) {
     if (!NEAP_CHECK(ck, ++n <= limit, what, s)) break;
-    if (!NEAP_CHECK(ck, atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
-                            (atomic_load(&s->rword) & NEAP_RW_NOTIFIED),
+    if (!NEAP_CHECK(ck, neap__where_small(neap__span_where(s)) && (atomic_load(&s->rword) & NEAP_RW_NOTIFIED),
                     what, s))
       break;
   }
@@ -1159,9 +1159,9 @@ static void check_one(neap_check *ck, neap_cache *c) {
     check_current(ck, c, slot, cls);
     check_stack(ck, slot, cls);
     uint32_t pages;
-    check_own_list(ck, c, &c->own_partial[cls], cls, NEAP_LIST_OWN_PARTIAL, &pages);
-    check_own_list(ck, c, &c->own_full[cls], cls, NEAP_LIST_OWN_FULL, &pages);
-    uint32_t n = check_own_list(ck, c, &c->own_empty[cls], cls, NEAP_LIST_OWN_EMPTY, &pages);
+    check_own_list(ck, c, &c->own_partial[cls], cls, NEAP_SPAN_OWN_PARTIAL, &pages);
+    check_own_list(ck, c, &c->own_full[cls], cls, NEAP_SPAN_OWN_FULL, &pages);
+    uint32_t n = check_own_list(ck, c, &c->own_empty[cls], cls, NEAP_SPAN_OWN_EMPTY, &pages);
     NEAP_CHECK(ck, n == c->nempty[cls], "cache's count of empty spans is wrong", c);
     empty_pages += pages;
   }

@@ -43,32 +43,38 @@
 #include "central.h"
 #include "heap.h"
 
-enum { LIST_NONE = NEAP_LIST_NONE, LIST_PARTIAL = NEAP_LIST_PARTIAL, LIST_FULL = NEAP_LIST_FULL };
-
 typedef struct neap_central {
   pthread_mutex_t lock;
-  neap_span *lists[3]; /* heads; [LIST_NONE] unused */
+  neap_span *partial, *full; /* heads */
   _Atomic(neap_span *) pending;
 } __attribute__((aligned(NEAP_CACHE_LINE))) neap_central;
 
 static neap_central centrals[NEAP_NUM_CLASSES] = {
     [0 ... NEAP_NUM_CLASSES - 1] = {.lock = NEAP_MUTEX_INITIALIZER}};
 
-static void list_remove(neap_central *c, neap_span *s) {
-  if (s->list == LIST_NONE) return;
-  if (s->prev) s->prev->next = s->next;
-  else c->lists[s->list] = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-  s->list = LIST_NONE;
+/* The head of the list for state `where` (CENTRAL_PARTIAL or _FULL). */
+static neap_span **list_head(neap_central *c, unsigned where) {
+  return where == NEAP_SPAN_CENTRAL_PARTIAL ? &c->partial : &c->full;
 }
 
-static void list_push(neap_central *c, neap_span *s, uint8_t which) {
-  s->list = which;
+/* Takes s off its central list, if it is on one: TRANSIT. */
+static void list_remove(neap_central *c, neap_span *s) {
+  unsigned where = neap__span_where(s);
+  if (!neap__where_central(where)) return;
+  if (s->prev) s->prev->next = s->next;
+  else *list_head(c, where) = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  neap__span_move(s, NEAP_SPAN_TRANSIT);
+}
+
+static void list_push(neap_central *c, neap_span *s, unsigned where) {
+  neap_span **head = list_head(c, where);
+  neap__span_move(s, where);
   s->prev = NULL;
-  s->next = c->lists[which];
+  s->next = *head;
   if (s->next) s->next->prev = s;
-  c->lists[which] = s;
+  *head = s;
 }
 
 static void push_pending(neap_central *c, neap_span *s) {
@@ -84,8 +90,8 @@ void neap__central_notify(neap_span *s) { push_pending(&centrals[s->sizeclass], 
 /* Put an uncached span with at least one live object on the list that
  * matches it. */
 static void place_locked(neap_central *c, neap_span *s) {
-  uint8_t which = neap__span_next_free_word(s, 0) < s->nwords ? LIST_PARTIAL : LIST_FULL;
-  if (s->list != which) {
+  unsigned which = neap__span_next_free_word(s, 0) < s->nwords ? NEAP_SPAN_CENTRAL_PARTIAL : NEAP_SPAN_CENTRAL_FULL;
+  if (neap__span_where(s) != which) {
     list_remove(c, s);
     list_push(c, s, which);
   }
@@ -152,7 +158,6 @@ static neap_span *new_span(unsigned cls, bool *fresh) {
   bool zeroed;
   if (s == NULL) return NULL;
   neap__span_init_small(s, cls);
-  atomic_store_explicit(&s->state, NEAP_SPAN_SMALL, memory_order_relaxed);
   if (neap__heap_alloc_pages(s, neap__class_pages[cls], 0, &zeroed) != 0) {
     neap__span_delete(s);
     return NULL;
@@ -168,7 +173,7 @@ neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache, bool *fresh
   *fresh = false;
   neap__lock(&c->lock);
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) != NULL) drain_locked(c);
-  s = c->lists[LIST_PARTIAL];
+  s = c->partial;
   if (s != NULL) {
     list_remove(c, s);
     /* CACHED must be set under the lock: from here on a drain leaves the
@@ -243,22 +248,21 @@ void neap__central_fork(neap_fork_phase phase) {
  * stack, under its lock. */
 #include "check.h"
 
-static void check_list(neap_check *ck, neap_central *c, unsigned cls, uint8_t which) {
+static void check_list(neap_check *ck, neap_central *c, unsigned cls, unsigned which) {
   uint64_t limit = neap__span_pool_inuse(), n = 0;
   neap_span *prev = NULL;
-  for (neap_span *s = c->lists[which]; s != NULL; prev = s, s = s->next) {
+  for (neap_span *s = *list_head(c, which); s != NULL; prev = s, s = s->next) {
     if (!NEAP_CHECK(ck, ++n <= limit, "central list is a cycle", s)) return;
     if (!NEAP_CHECK(ck, s->prev == prev, "central list links broken", s)) return;
-    if (!NEAP_CHECK(ck, atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_SMALL &&
-                            s->sizeclass == cls && neap__span_of(s->base) == s,
+    if (!NEAP_CHECK(ck, neap__where_small(neap__span_where(s)) && s->sizeclass == cls && neap__span_of(s->base) == s,
                     "central list holds a span that is not live", s))
       return;
     ck->central_spans++;
     uint64_t v = atomic_load(&s->rword);
-    NEAP_CHECK(ck, s->list == which && NEAP_LOAD(&s->owner) == NULL && !(v & (NEAP_RW_CACHED | NEAP_RW_DEAD)),
+    NEAP_CHECK(ck, neap__span_where(s) == which && NEAP_LOAD(&s->owner) == NULL && !(v & (NEAP_RW_CACHED | NEAP_RW_DEAD)),
                "span on a central list is not the central's", s);
     bool room = neap__span_next_free_word(s, 0) < s->nwords;
-    NEAP_CHECK(ck, room == (which == LIST_PARTIAL), "span on the wrong central list for its room", s);
+    NEAP_CHECK(ck, room == (which == NEAP_SPAN_CENTRAL_PARTIAL), "span on the wrong central list for its room", s);
     /* An empty span, or one with frees not merged, waits for a drain. */
     if (neap__span_live(s) == 0 || (v & NEAP_RW_COUNT_MASK) != 0)
       NEAP_CHECK(ck, (v & NEAP_RW_NOTIFIED) != 0, "central span needing a drain is not queued", s);
@@ -269,9 +273,8 @@ void neap__central_check(neap_check *ck) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !ck->failed; cls++) {
     neap_central *c = &centrals[cls];
     neap__lock(&c->lock);
-    NEAP_CHECK(ck, c->lists[LIST_NONE] == NULL, "central's unused list head is set", c);
-    check_list(ck, c, cls, LIST_PARTIAL);
-    check_list(ck, c, cls, LIST_FULL);
+    check_list(ck, c, cls, NEAP_SPAN_CENTRAL_PARTIAL);
+    check_list(ck, c, cls, NEAP_SPAN_CENTRAL_FULL);
     neap_span *p = atomic_load_explicit(&c->pending, memory_order_acquire);
     ck->pending_spans += neap__check_pending_chain(ck, p, "central's pending stack is broken");
     for (; p != NULL && !ck->failed; p = p->pending_next)

@@ -58,6 +58,8 @@
 
 #include "neap.h"
 
+const int neap__debug_level = NEAP_DEBUG;
+
 static pthread_mutex_t check_lock = NEAP_MUTEX_INITIALIZER;
 static neap_check check;
 static char report[sizeof check.msg + 16];
@@ -161,9 +163,9 @@ static void check_stats(neap_check *ck) {
 static void check_span(void *arg, neap_span *s) {
   neap_check *ck = arg;
   if (s == NULL) return; /* the walk's start */
-  uint8_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
-  if (!NEAP_CHECK(ck, state == (s->sizeclass ? NEAP_SPAN_SMALL : NEAP_SPAN_LARGE), "span in the page map is not live",
-                  s))
+  unsigned where = neap__span_where(s);
+  if (!NEAP_CHECK(ck, s->sizeclass ? neap__where_small(where) : where == NEAP_SPAN_LARGE,
+                  "span in the page map is not live", s))
     return;
   neap_cache *owner = NEAP_LOAD(&s->owner);
   neap__cache_check_info(ck, s);
@@ -176,12 +178,13 @@ static void check_span(void *arg, neap_span *s) {
   }
   neap__span_check(ck, s);
   if (atomic_load(&s->rword) & NEAP_RW_NOTIFIED) ck->notified_spans++;
+  NEAP_CHECK(ck, where != NEAP_SPAN_TRANSIT, "span in transit while the heap is still", s);
+  NEAP_CHECK(ck, neap__span_owner_fits(s, where), "span's state and its owner differ", s);
   if (owner == NULL) {
-    NEAP_CHECK(ck, s->list == NEAP_LIST_PARTIAL || s->list == NEAP_LIST_FULL, "span no cache owns is on no central list",
-               s);
+    NEAP_CHECK(ck, neap__where_central(where), "span no cache owns is on no central list", s);
     ck->unowned_spans++;
   } else if (neap__check_cache_known(ck, owner)) {
-    NEAP_CHECK(ck, s->list >= NEAP_LIST_CURRENT, "span a cache owns is not on its lists", s);
+    NEAP_CHECK(ck, neap__where_owned(where), "span a cache owns is not on its lists", s);
     ck->owned_spans++;
   } else {
     NEAP_CHECK(ck, ck->abandoned, "span owned by a cache that is not registered", s);

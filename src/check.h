@@ -67,6 +67,7 @@ void neap__span_check(neap_check *ck, neap_span *s); /* one live small span's ge
 void neap__cache_check_info(neap_check *ck, neap_span *s); /* the page info a small span's pages carry */
 void neap__meta_check(neap_check *ck);        /* meta lock: the metadata accounts */
 uint64_t neap__span_pool_inuse(void);         /* span records handed out */
+extern const int neap__debug_level;           /* the library's NEAP_DEBUG */
 uint64_t neap__cache_pool_inuse(void);        /* cache records handed out */
 /* Every page of every arena, under the heap lock: fn(ctx, page, its
  * neap_pa_page state, the span it belongs to or NULL). */

@@ -165,7 +165,7 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
     s->sizeclass = 0;
     s->elemsize = 0;
     NEAP_STORE(&s->owner, NULL);
-    atomic_store_explicit(&s->state, NEAP_SPAN_LARGE, memory_order_relaxed);
+    neap__span_move(s, NEAP_SPAN_LARGE);
   }
   if (s == NULL || neap__heap_alloc_pages(s, npages, align, &zeroed) != 0) {
     if (s != NULL) neap__span_delete(s);
@@ -313,7 +313,7 @@ static neap_span *checked_span(const void *ptr, const misuse_words *say) {
   uintptr_t off = p - s->base;
   if (s->sizeclass == 0) {
     if (NEAP_UNLIKELY(off != 0)) neap__fatal(say->interior, ptr);
-    if (NEAP_UNLIKELY(atomic_load_explicit(&s->state, memory_order_relaxed) != NEAP_SPAN_LARGE))
+    if (NEAP_UNLIKELY(neap__span_where(s) != NEAP_SPAN_LARGE))
       neap__fatal(say->not_live, ptr);
     return s;
   }
@@ -325,8 +325,7 @@ static neap_span *checked_span(const void *ptr, const misuse_words *say) {
 }
 
 static void free_large(neap_span *s, void *p) {
-  uint8_t expect = NEAP_SPAN_LARGE;
-  if (!atomic_compare_exchange_strong(&s->state, &expect, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
+  if (!neap__span_claim(s, NEAP_SPAN_LARGE, NEAP_SPAN_DEAD)) neap__fatal("double free", p);
   NEAP_TRACK_FREE(p);
   neap__heap_free_pages(s);
   neap__span_delete(s);
@@ -461,7 +460,7 @@ void *neap__object_start(const void *ptr) {
   neap_span *s = neap__span_of(p);
   if (s == NULL) return NULL;
   if (s->sizeclass == 0)
-    return atomic_load_explicit(&s->state, memory_order_relaxed) == NEAP_SPAN_LARGE ? (void *)s->base : NULL;
+    return neap__span_where(s) == NEAP_SPAN_LARGE ? (void *)s->base : NULL;
   uintptr_t off = p - s->base;
   unsigned idx = (unsigned)((off * s->divmul) >> 32);
   if (idx >= s->nelems) return NULL;

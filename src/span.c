@@ -36,6 +36,39 @@
  * object and in the tail); objects on the threads' free stacks are linked through
  * those words (cache.c). A write after free that changes them is caught
  * when the object next leaves a stack, or by the heap checker.
+ *
+ * States. A span's state is one field, `where` (span.h), changed only
+ * through neap__span_move (or neap__span_claim where threads race), which
+ * debug builds check against this diagram:
+ *
+ *                a large object                  freed
+ *   DEAD --------------------------> LARGE ---------------> DEAD
+ *    |
+ *    | a small span (init_small)
+ *    v
+ *   TRANSIT -----> CENTRAL_PARTIAL, CENTRAL_FULL     a central's: no owner,
+ *    |  ^  \                    |                    CACHED clear
+ *    |  |   +----> CURRENT, OWN_PARTIAL, OWN_FULL,   a cache's: its owner,
+ *    |  |          OWN_EMPTY    |                    CACHED set
+ *    |  |                       |
+ *    |  +--- taken off a list --+
+ *    v
+ *   DEAD    empty, its pages back to the page heap (given up by its
+ *           cache, or claimed off its central by a CAS of rword to
+ *           NEAP_RW_DEAD)
+ *
+ * A small span is on one list at a time, and leaves it for TRANSIT
+ * before it goes on another: whoever holds it then (the thread that took
+ * it off, with the lock of the list it left) is the only one to move it.
+ * The cache's states are the owner thread's to change, without a lock;
+ * the central's, under its lock. Ownership changes in TRANSIT only, under
+ * the central's lock (central.c; a new span, which no other thread can
+ * have heard of, without it): the owner and the remote-free word's
+ * CACHED flag change together, and a span in a cache's state always has
+ * both, in a central's neither (debug builds assert it on entry; the heap
+ * checker, for every span). The remote-free word keeps its own protocol
+ * (central.c), because other threads' frees must see CACHED and DEAD in
+ * the same atomic word as their count.
  */
 #include "meta.h"
 #include "pagemap.h"
@@ -67,7 +100,7 @@ neap_span *neap__span_new(unsigned sizeclass) {
 }
 
 void neap__span_delete(neap_span *s) {
-  atomic_store_explicit(&s->state, NEAP_SPAN_DEAD, memory_order_relaxed);
+  if (neap__span_where(s) != NEAP_SPAN_DEAD) neap__span_move(s, NEAP_SPAN_DEAD);
   neap__pool_free(&span_pools[s->nwords], s);
 }
 
@@ -79,9 +112,9 @@ void neap__span_init_small(neap_span *s, unsigned cls) {
   s->sizeclass = (uint8_t)cls;
   s->needzero = 1;
   s->next_word = 0;
-  s->list = 0;
   NEAP_STORE(&s->owner, NULL);
   atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
+  neap__span_move(s, NEAP_SPAN_TRANSIT);
   for (unsigned w = 0; w < s->nwords; w++) {
     uint64_t pad = ~neap__span_word_objects(s, w);
     NEAP_STORE(neap__span_inuse(s, w), pad);

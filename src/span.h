@@ -11,24 +11,20 @@
 #include "internal.h"
 #include "sizeclass.h"
 
+/* Where a span is (span->where): its one state. span.c has the diagram;
+ * neap__span_move makes every change. The order groups them: the
+ * predicates below rely on it. */
 enum {
-  NEAP_SPAN_DEAD = 0, /* not describing any pages (in the pool, or freed) */
-  NEAP_SPAN_SMALL,    /* objects of one size class */
-  NEAP_SPAN_LARGE,    /* one large object */
-};
-
-/* span->list: where a span is. Owned by a cache: CURRENT (the slot's
- * span), OWN_PARTIAL (has free objects), OWN_FULL, OWN_EMPTY (kept for
- * refills). Owned by its central:
- * PARTIAL or FULL. NONE: in transit. */
-enum {
-  NEAP_LIST_NONE = 0,
-  NEAP_LIST_PARTIAL,
-  NEAP_LIST_FULL,
-  NEAP_LIST_CURRENT,
-  NEAP_LIST_OWN_PARTIAL, /* the cache's own lists: keep them last (cache.c: own_remove) */
-  NEAP_LIST_OWN_FULL,
-  NEAP_LIST_OWN_EMPTY,
+  NEAP_SPAN_DEAD = 0,        /* a record with no pages: in its pool, being made or given back */
+  NEAP_SPAN_LARGE,           /* one large object */
+  /* Small spans (objects of one size class) from here on. */
+  NEAP_SPAN_TRANSIT,         /* on no list: being made, or moved by the thread that took it off one */
+  NEAP_SPAN_CENTRAL_PARTIAL, /* its central's: a free object, no owner */
+  NEAP_SPAN_CENTRAL_FULL,    /* its central's: no free object, no owner */
+  NEAP_SPAN_CURRENT,         /* a cache's: its slot's current span */
+  NEAP_SPAN_OWN_PARTIAL,     /* a cache's own lists: room, */
+  NEAP_SPAN_OWN_FULL,        /* parked full, */
+  NEAP_SPAN_OWN_EMPTY,       /* empty, kept for refills */
 };
 
 /* span->rword: the remote-free word (see central.c for the protocol).
@@ -55,10 +51,9 @@ typedef struct neap_span {
   uint16_t nelems;              /* objects in the span (small) */
   uint8_t sizeclass;            /* 0 for large spans */
   uint8_t nwords;               /* bitmap words per bitmap (small) */
-  _Atomic uint8_t state;        /* NEAP_SPAN_* */
+  _Atomic uint8_t where;        /* NEAP_SPAN_*: its state (read by other threads' free checks) */
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
-  uint8_t list;                 /* NEAP_LIST_*: which list holds it */
   uint32_t relist_at;           /* see countdown */
   uint32_t npages;
   uint64_t first_page;          /* page index in the page allocator */
@@ -100,6 +95,56 @@ typedef struct neap_span {
   _Atomic uint64_t bits[];
 } neap_span;
 _Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");
+
+/* --- the state machine (span.c: the diagram) */
+
+NEAP_INLINE unsigned neap__span_where(const neap_span *s) {
+  return atomic_load_explicit(&((neap_span *)s)->where, memory_order_relaxed);
+}
+NEAP_INLINE bool neap__where_small(unsigned w) { return w >= NEAP_SPAN_TRANSIT; }
+NEAP_INLINE bool neap__where_central(unsigned w) { return w == NEAP_SPAN_CENTRAL_PARTIAL || w == NEAP_SPAN_CENTRAL_FULL; }
+NEAP_INLINE bool neap__where_owned(unsigned w) { return w >= NEAP_SPAN_CURRENT; } /* a cache's */
+NEAP_INLINE bool neap__where_own_list(unsigned w) { return w >= NEAP_SPAN_OWN_PARTIAL; }
+
+/* Whether a span may go from `from` to `to`: a small span leaves a list
+ * for TRANSIT and enters one from there; records with pages end DEAD. */
+NEAP_INLINE bool neap__span_move_ok(unsigned from, unsigned to) {
+  switch (from) {
+  case NEAP_SPAN_DEAD: return to == NEAP_SPAN_LARGE || to == NEAP_SPAN_TRANSIT;
+  case NEAP_SPAN_LARGE: return to == NEAP_SPAN_DEAD;
+  case NEAP_SPAN_TRANSIT: return to != NEAP_SPAN_TRANSIT && to != NEAP_SPAN_LARGE;
+  default: return to == NEAP_SPAN_TRANSIT;
+  }
+}
+
+/* What a state says of the owner (debug builds assert it on entry): a
+ * cache's states have an owner and the remote-free word's CACHED flag, a
+ * central's have neither. */
+NEAP_INLINE bool neap__span_owner_fits(const neap_span *s, unsigned where) {
+  bool owned = NEAP_LOAD(&((neap_span *)s)->owner) != NULL;
+  bool cached = (atomic_load_explicit(&((neap_span *)s)->rword, memory_order_relaxed) & NEAP_RW_CACHED) != 0;
+  if (neap__where_owned(where)) return owned && cached;
+  if (neap__where_central(where)) return !owned && !cached;
+  return true;
+}
+
+/* The one way a span changes state, by the thread that holds it (its
+ * owner, or the lock of the list it is on): asserted against the diagram
+ * in debug builds. */
+NEAP_INLINE void neap__span_move(neap_span *s, unsigned to) {
+  neap_assert(neap__span_move_ok(neap__span_where(s), to) && neap__span_owner_fits(s, to));
+  atomic_store_explicit(&s->where, (uint8_t)to, memory_order_relaxed);
+}
+
+/* The same when other threads may race for it (a large object's free
+ * against a double free): true for the one thread that moved it. */
+NEAP_INLINE bool neap__span_claim(neap_span *s, unsigned from, unsigned to) {
+  neap_assert(neap__span_move_ok(from, to));
+  uint8_t expect = (uint8_t)from;
+  return atomic_compare_exchange_strong(&s->where, &expect, (uint8_t)to);
+}
+
+/* --- objects and bitmaps */
 
 NEAP_INLINE _Atomic uint64_t *neap__span_inuse(neap_span *s, unsigned w) { return &s->bits[2 * w]; }
 NEAP_INLINE _Atomic uint64_t *neap__span_remote(neap_span *s, unsigned w) { return &s->bits[2 * w + 1]; }

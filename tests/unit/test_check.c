@@ -153,6 +153,20 @@ static void expect_found(plant_fn *plant, const char *name, const char *needle) 
 }
 #define PLANT(fn, needle) expect_found(fn, #fn, needle)
 
+/* A plant made through an internal function that debug builds' own
+ * assertions (NEAP_DEBUG >= 1) catch as it is made: there the assertion
+ * must abort the child, elsewhere the check must find it. */
+static void expect_asserted(plant_fn *plant, const char *name, const char *needle) {
+  if (neap__debug_level < 1) {
+    expect_found(plant, name, needle);
+    return;
+  }
+  char out[1024];
+  int st = test_run_child(run_plant, (void *)plant, out, sizeof out);
+  bool ok = st != -1 && WIFSIGNALED(st) && strstr(out, "neap: assertion failed") != NULL;
+  if (!CHECK(ok)) fprintf(stderr, "  plant %s: want an assertion, got \"%s\" (status %d)\n", name, out, st);
+}
+
 static void plant_pa_summary(void) {
   neap_span *s = span_of(big);
   targets().pa->sum[4][s->first_page / NEAP_CHUNK_PAGES] ^= 1;
@@ -185,8 +199,9 @@ static void plant_arena_index(void) {
   neap_arena **l2 = NEAP_LOAD(&neap__arena_l1[ai >> NEAP_ARENA_L2_BITS]);
   __atomic_store_n(&l2[ai & ((1u << NEAP_ARENA_L2_BITS) - 1)], NULL, __ATOMIC_RELAXED);
 }
-static void plant_span_state(void) { atomic_store(&span_of(orphans[0])->state, NEAP_SPAN_DEAD); }
-static void plant_large_state(void) { atomic_store(&span_of(big)->state, NEAP_SPAN_SMALL); }
+static void plant_span_state(void) { atomic_store(&span_of(orphans[0])->where, NEAP_SPAN_DEAD); }
+static void plant_large_state(void) { atomic_store(&span_of(big)->where, NEAP_SPAN_CENTRAL_FULL); }
+static void plant_owned_state(void) { atomic_store(&span_of(orphans[0])->where, NEAP_SPAN_OWN_FULL); }
 static void plant_geometry(void) { span_of(orphans[0])->nelems--; }
 static void plant_padding(void) {
   neap_span *s = span_of(first_live_small());
@@ -205,14 +220,14 @@ static void plant_inuse_bit(void) {
   neap_span *s = current_span(2000);
   atomic_fetch_or(neap__span_inuse(s, 0), 1ull << (s->nelems - 1)); /* in use, never handed out */
 }
-static void plant_current_list(void) { current_span(48)->list = NEAP_LIST_OWN_FULL; }
+static void plant_current_list(void) { atomic_store(&current_span(48)->where, NEAP_SPAN_OWN_FULL); }
 static void plant_central_link(void) {
   neap_span *s = span_of(orphans[0]);
   s->prev = s;
 }
 static void plant_central_list(void) {
   neap_span *s = span_of(orphans[0]);
-  s->list = s->list == NEAP_LIST_FULL ? NEAP_LIST_PARTIAL : NEAP_LIST_FULL;
+  atomic_store(&s->where, neap__span_where(s) == NEAP_SPAN_CENTRAL_FULL ? NEAP_SPAN_CENTRAL_PARTIAL : NEAP_SPAN_CENTRAL_FULL);
 }
 static void plant_central_owner(void) { NEAP_STORE(&span_of(orphans[0])->owner, neap__tls_cache); }
 static void plant_own_list(void) {
@@ -265,7 +280,7 @@ static void plant_meta(void) { *targets().meta_inuse += 64; }
 static void test_planted_corruptions(void) {
   build_heap();
   PLANT(plant_pa_summary, "page allocator's summaries");
-  PLANT(plant_pa_scavenged, "page allocator's summaries");
+  expect_asserted(plant_pa_scavenged, "plant_pa_scavenged", "page allocator's summaries");
   PLANT(plant_pa_free, "page of a span is free in the page allocator");
   PLANT(plant_lazy_bit, "lazy bit on a page not returned");
   PLANT(plant_lazy_count, "scavenger's count of lazily returned pages");
@@ -278,6 +293,7 @@ static void test_planted_corruptions(void) {
   PLANT(plant_arena_index, "arena index does not find the arena");
   PLANT(plant_span_state, "not live");
   PLANT(plant_large_state, "not live");
+  PLANT(plant_owned_state, "span on a central list is not the central's");
   PLANT(plant_geometry, "geometry");
   PLANT(plant_padding, "padding bits");
   PLANT(plant_remote_not_inuse, "freed remotely is not in use");
