@@ -134,7 +134,7 @@
 neap_cache neap__empty_cache;
 __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec"))) = &neap__empty_cache;
 
-static pthread_mutex_t reg_lock = NEAP_MUTEX_INITIALIZER;
+static neap_mutex reg_lock = NEAP_MUTEX_INIT(REGISTRY);
 static neap_cache *registry;
 static neap_pool cache_pool = {.size = sizeof(neap_cache), .kind = NEAP_META_CACHE};
 static pthread_key_t cache_key;
@@ -315,6 +315,7 @@ static __thread bool tls_holds_empty __attribute__((tls_model("initial-exec")));
 
 static void empty_lock(neap_cache *c) {
   if (NEAP_UNLIKELY(tls_holds_empty)) neap__lock_reentered();
+  neap__rank_take(NEAP_RANK_CACHE_EMPTY);
   while (atomic_flag_test_and_set_explicit(&c->empty_lock, memory_order_acquire)) NEAP_SPIN_PAUSE();
   tls_holds_empty = true;
 }
@@ -322,6 +323,7 @@ static void empty_lock(neap_cache *c) {
 static void empty_unlock(neap_cache *c) {
   tls_holds_empty = false;
   atomic_flag_clear_explicit(&c->empty_lock, memory_order_release);
+  neap__rank_drop(NEAP_RANK_CACHE_EMPTY);
 }
 
 /* Gives an owned span back to its central (and from there, if it is

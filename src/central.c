@@ -37,20 +37,43 @@
  *
  * Each span is on the pending stack at most once: only the thread that
  * sets NOTIFIED pushes, and only the drainer, after popping, clears it.
- * Lock order: central -> heap -> meta. Centrals never take each other.
+ * Locking: one lock per central, never two at once (lock.h has the
+ * order); the gate below for fork.
  */
 #include "cache.h"
 #include "central.h"
 #include "heap.h"
 
 typedef struct neap_central {
-  pthread_mutex_t lock;
+  neap_mutex lock;
+  bool frozen; /* a fork is under way: see central_lock */
   neap_span *partial, *full; /* heads */
   _Atomic(neap_span *) pending;
 } __attribute__((aligned(NEAP_CACHE_LINE))) neap_central;
 
 static neap_central centrals[NEAP_NUM_CLASSES] = {
-    [0 ... NEAP_NUM_CLASSES - 1] = {.lock = NEAP_MUTEX_INITIALIZER}};
+    [0 ... NEAP_NUM_CLASSES - 1] = {.lock = NEAP_MUTEX_INIT(CENTRAL)}};
+
+/* fork. No thread may be inside a central's lock when the process forks,
+ * but holding all 68 across it would be more mutexes than
+ * ThreadSanitizer lets one thread hold (64). The forking thread takes the
+ * gate instead, and freezes the centrals one at a time: it sets `frozen`
+ * under each lock and gives the lock back. A thread that then takes a
+ * frozen central's lock lets it go and waits at the gate until the fork is
+ * over; so from the last freeze on, no thread is inside a central, and the
+ * child makes the centrals' mutexes anew (one may be held for the moment
+ * of that test). */
+static neap_mutex gate = NEAP_MUTEX_INIT(CENTRAL_GATE);
+
+static void central_lock(neap_central *c) {
+  for (;;) {
+    neap__lock(&c->lock);
+    if (NEAP_LIKELY(!c->frozen)) return;
+    neap__unlock(&c->lock);
+    neap__lock(&gate);
+    neap__unlock(&gate);
+  }
+}
 
 /* The head of the list for state `where` (CENTRAL_PARTIAL or _FULL). */
 static neap_span **list_head(neap_central *c, unsigned where) {
@@ -171,7 +194,7 @@ neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache, bool *fresh
   neap_central *c = &centrals[cls];
   neap_span *s = NULL;
   *fresh = false;
-  neap__lock(&c->lock);
+  central_lock(c);
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) != NULL) drain_locked(c);
   s = c->partial;
   if (s != NULL) {
@@ -196,7 +219,7 @@ void neap__central_uncache_span(neap_span *s) {
   neap_central *c = &centrals[s->sizeclass];
   neap__span_merge_remote(s);
   s->needzero = 1; /* its free objects may have been used */
-  neap__lock(&c->lock);
+  central_lock(c);
   NEAP_STORE(&s->owner, NULL);
   /* Clearing CACHED and then reading the remote bits pairs with a freer's
    * announce-then-check (both sequentially consistent): either the freer
@@ -221,7 +244,7 @@ void neap__central_uncache_span(neap_span *s) {
 void neap__central_drain(unsigned cls) {
   neap_central *c = &centrals[cls];
   if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) return;
-  neap__lock(&c->lock);
+  central_lock(c);
   drain_locked(c);
   neap__unlock(&c->lock);
 }
@@ -232,7 +255,7 @@ size_t neap__central_reclaim(neap_reclaim why) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
     neap_central *c = &centrals[cls];
     if (atomic_load_explicit(&c->pending, memory_order_relaxed) == NULL) continue;
-    neap__lock(&c->lock);
+    central_lock(c);
     freed += drain_locked(c);
     neap__unlock(&c->lock);
   }
@@ -240,7 +263,19 @@ size_t neap__central_reclaim(neap_reclaim why) {
 }
 
 void neap__central_fork(neap_fork_phase phase) {
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) neap__lock_fork(&centrals[cls].lock, phase);
+  if (phase == NEAP_FORK_PREPARE) neap__lock(&gate);
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
+    neap_central *c = &centrals[cls];
+    if (phase == NEAP_FORK_CHILD) {
+      neap__lock_init(&c->lock);
+      c->frozen = false;
+      continue;
+    }
+    neap__lock(&c->lock);
+    c->frozen = phase == NEAP_FORK_PREPARE;
+    neap__unlock(&c->lock);
+  }
+  if (phase != NEAP_FORK_PREPARE) neap__lock_fork(&gate, phase);
 }
 
 #if NEAP_TESTING
@@ -272,7 +307,7 @@ static void check_list(neap_check *ck, neap_central *c, unsigned cls, unsigned w
 void neap__central_check(neap_check *ck) {
   for (unsigned cls = 1; cls < NEAP_NUM_CLASSES && !ck->failed; cls++) {
     neap_central *c = &centrals[cls];
-    neap__lock(&c->lock);
+    central_lock(c);
     check_list(ck, c, cls, NEAP_SPAN_CENTRAL_PARTIAL);
     check_list(ck, c, cls, NEAP_SPAN_CENTRAL_FULL);
     neap_span *p = atomic_load_explicit(&c->pending, memory_order_acquire);

@@ -41,6 +41,7 @@ typedef struct neap_check {
   uint64_t central_spans, pending_spans;
   /* From the page heap's walk (heap.c, span.c). */
   uint64_t owned_spans, unowned_spans, large_spans, notified_spans;
+  uint64_t dropped_spans; /* abandoned: dead spans a parent's thread was freeing */
   uint64_t held[NEAP_NUM_CLASSES]; /* objects held by the program: in use, not freed remotely */
   uint64_t large_bytes;
 } neap_check;
@@ -63,7 +64,9 @@ void neap__cache_check(neap_check *ck);       /* registry lock */
 void neap__central_check(neap_check *ck);     /* each central's lock in turn */
 void neap__heap_check_pages(neap_check *ck);  /* heap lock: pages, arenas, the page map */
 void neap__scav_check(neap_check *ck);        /* heap lock: the scavenger's index against the pages */
-void neap__span_check(neap_check *ck, neap_span *s); /* one live small span's geometry, bitmaps and free marks */
+/* One live small span's geometry, bitmaps and (whole) free marks and
+ * remote count; adds the objects the program holds to ck->held. */
+void neap__span_check(neap_check *ck, neap_span *s, bool whole);
 void neap__cache_check_info(neap_check *ck, neap_span *s); /* the page info a small span's pages carry */
 void neap__meta_check(neap_check *ck);        /* meta lock: the metadata accounts */
 uint64_t neap__span_pool_inuse(void);         /* span records handed out */

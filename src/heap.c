@@ -69,7 +69,7 @@
 #include "track.h"
 
 static struct {
-  pthread_mutex_t lock;
+  neap_mutex lock;
   bool inited;
   neap_pagealloc pa;
   uint64_t grown;       /* pages [0, grown) of the index space are grown or fenced */
@@ -85,7 +85,7 @@ static struct {
   _Atomic unsigned nreclaimers;
   _Atomic(const neap_heap_observer *) observer; /* set once, before the first pages go */
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
-} heap = {.lock = NEAP_MUTEX_INITIALIZER};
+} heap = {.lock = NEAP_MUTEX_INIT(HEAP)};
 
 /* The observer until init.c registers the scavenger's: nothing to tell. */
 static int no_arena(size_t k) { return (void)k, 0; }

@@ -12,12 +12,11 @@
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
- * handler takes every neap lock, in the lock order (the stats file's flag,
- * the statistics lock, the scavenger's work lock, the cache registry, the
- * centrals by class, the heap, metadata); the parent's handler releases
- * them and the child's makes them anew (lock.h: an error-checking mutex
- * is released only by the thread that took it, and the child's thread is
- * another). While they are held no other thread is
+ * handler takes every neap lock in the lock order (lock.h), but for the
+ * centrals', which their gate stops instead (central.c); the parent's
+ * handler gives them back and the child's makes them anew (lock.h: an
+ * error-checking mutex is released only by the thread that took it, and
+ * the child's thread is another). While they are held no other thread is
  * inside a locked region, so the child's heap is consistent: only the
  * lock-free state of the parent's other threads (their caches and the
  * bits they were setting) may be caught halfway, and the child never
@@ -44,6 +43,7 @@
 #include "os/os.h"
 
 static void fork_prepare(void) {
+  neap__memlimit_fork(NEAP_FORK_PREPARE);
   neap__statsfile_fork(NEAP_FORK_PREPARE);
   neap__stats_fork(NEAP_FORK_PREPARE);
   neap__scav_fork(NEAP_FORK_PREPARE);
@@ -61,21 +61,11 @@ static void fork_after(neap_fork_phase phase) {
   neap__scav_fork(phase);
   neap__stats_fork(phase);
   neap__statsfile_fork(phase);
+  neap__memlimit_fork(phase);
 }
 
 static void fork_parent(void) { fork_after(NEAP_FORK_PARENT); }
 static void fork_child(void) { fork_after(NEAP_FORK_CHILD); }
-
-/* ThreadSanitizer's deadlock detector aborts when one thread holds more
- * than 64 mutexes, and fork_prepare holds one per size class. The
- * ThreadSanitizer build (native API, unit and stress tests) therefore
- * registers no fork handlers; the normal build's test_preload_fork tests
- * them. */
-#if defined(__SANITIZE_THREAD__)
-#define NEAP_FORK_HANDLERS 0
-#else
-#define NEAP_FORK_HANDLERS 1
-#endif
 
 _Atomic uint8_t neap__cpu_popcnt;
 
@@ -99,7 +89,7 @@ void neap__process_init(void) {
     neap__memlimit_configure();
     if (neap__opt.disablethp) neap__heap_disable_thp();
   }
-  if (NEAP_FORK_HANDLERS && !atomic_load_explicit(&registered, memory_order_relaxed) &&
+  if (!atomic_load_explicit(&registered, memory_order_relaxed) &&
       !atomic_exchange_explicit(&registered, 1, memory_order_acq_rel))
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
@@ -108,13 +98,31 @@ __attribute__((constructor)) static void neap_init(void) { neap__process_init();
 
 /* --- lock.h */
 
-void neap__lock_init(pthread_mutex_t *m) {
+void neap__lock_init(neap_mutex *l) {
   pthread_mutexattr_t a;
   pthread_mutexattr_init(&a);
   pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-  pthread_mutex_init(m, &a);
+  pthread_mutex_init(&l->m, &a);
   pthread_mutexattr_destroy(&a);
 }
+
+#if NEAP_DEBUG >= 1
+__thread uint32_t neap__ranks_held __attribute__((tls_model("initial-exec")));
+
+void neap__rank_violated(unsigned rank, uint32_t held) {
+#define NEAP__RANK_NAME(name) #name,
+  static const char *const names[] = {NEAP_RANKS(NEAP__RANK_NAME)};
+  unsigned top = neap__highest_bit(held);
+  const char *parts[] = {"neap: lock order violated: taking ", names[rank], " while holding ", names[top],
+                         " (a signal handler re-entered neap, or a bug in neap)\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t n = 0;
+    while (parts[i][n] != '\0') n++;
+    neap__os_write_err(parts[i], n);
+  }
+  neap__os_abort();
+}
+#endif
 
 void neap__lock_reentered(void) {
   static const char msg[] = "neap: malloc or free called by a signal handler that interrupted this thread inside "

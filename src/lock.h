@@ -1,4 +1,13 @@
-/* neap's mutexes: one way to take, give and reset them around fork.
+/* neap's locks: their order, and one way to take, give and reset them
+ * around fork.
+ *
+ * The lock order is the list of ranks below, outermost first: a thread
+ * takes a lock only while every lock it holds has a lower rank, and never
+ * holds two of one rank. Debug builds (NEAP_DEBUG >= 1) check it on every
+ * acquisition, the spin locks' included, against a per-thread mask of the
+ * ranks held (Go's lockrank.go does the same for the Go runtime), and
+ * abort with both names on a violation; release builds carry the rank and
+ * check nothing.
  *
  * Every neap mutex is error-checking (a glibc extension, the same cost as
  * a plain one on the paths that take it: only slow paths do). A thread that
@@ -6,9 +15,11 @@
  * handler that interrupted it inside neap (malloc is not async-signal-safe):
  * it gets a one-line diagnostic and an abort instead of a deadlock.
  *
- * fork: the prepare handlers lock every mutex (init.c); in the parent they
- * are unlocked, in the child made anew (the child's thread has another
- * id, and an error-checking mutex is only unlocked by its owner).
+ * fork: the prepare handlers take the locks in rank order (init.c); in the
+ * parent they are given back, in the child made anew (the child's thread
+ * has another id, and an error-checking mutex is only unlocked by its
+ * owner). The centrals' many locks are not held across fork: a gate
+ * stops them instead (central.c).
  */
 #ifndef NEAP_LOCK_H
 #define NEAP_LOCK_H
@@ -17,25 +28,82 @@
 
 #include "internal.h"
 
-#define NEAP_MUTEX_INITIALIZER PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP
+/* The ranks, outermost first, and who holds what inside what. */
+#define NEAP_RANKS(X)                                                                        \
+  X(CGROUP)       /* memlimit.c: reading the cgroup tree, nothing else held */            \
+  X(CHECK)        /* check.c: the heap checker (tests), around every layer's lock */      \
+  X(STATSFILE)    /* statsfile.c: the publisher's spin flag, around a snapshot */         \
+  X(STATS)        /* stats.c: one snapshot at a time, around the walks */                 \
+  X(SCAV_WORK)    /* scav.c: one pass at a time, around the reclaimers */                 \
+  X(REGISTRY)     /* cache.c: the caches' registry, around a trim */                      \
+  X(CACHE_EMPTY)  /* cache.c: one cache's kept empty spans (a spin lock) */               \
+  X(CENTRAL_GATE) /* central.c: the centrals' fork gate */                                \
+  X(CENTRAL)      /* central.c: one size class's lists; never two at once */              \
+  X(HEAP)         /* heap.c: the page heap */                                             \
+  X(META)         /* meta.c: the metadata pools */                                        \
+  X(SCAV_WAKE)    /* scav.c: the scavenger's wake-up (a free may kick it under CENTRAL) */
+#define NEAP__RANK_ENUM(name) NEAP_RANK_##name,
+typedef enum neap_rank { NEAP_RANKS(NEAP__RANK_ENUM) NEAP_RANK_COUNT } neap_rank;
+_Static_assert(NEAP_RANK_COUNT <= 32, "the held ranks fit a 32-bit mask");
+
+typedef struct neap_mutex {
+  pthread_mutex_t m;
+  uint8_t rank; /* neap_rank */
+} neap_mutex;
+#define NEAP_MUTEX_INIT(rank_) {.m = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP, .rank = NEAP_RANK_##rank_}
 
 typedef enum { NEAP_FORK_PREPARE, NEAP_FORK_PARENT, NEAP_FORK_CHILD } neap_fork_phase;
 
 /* The only failure an error-checking lock reports here is EDEADLK. */
 __attribute__((noreturn)) NEAP_COLD void neap__lock_reentered(void);
 
-NEAP_INLINE void neap__lock(pthread_mutex_t *m) {
-  if (NEAP_UNLIKELY(pthread_mutex_lock(m) != 0)) neap__lock_reentered();
+#if NEAP_DEBUG >= 1
+/* The ranks this thread holds, one bit each (init.c). */
+extern __thread uint32_t neap__ranks_held __attribute__((tls_model("initial-exec")));
+__attribute__((noreturn)) NEAP_COLD void neap__rank_violated(unsigned rank, uint32_t held);
+NEAP_INLINE void neap__rank_take(unsigned rank) {
+  if (NEAP_UNLIKELY(neap__ranks_held >> rank)) neap__rank_violated(rank, neap__ranks_held);
+  neap__ranks_held |= 1u << rank;
 }
-NEAP_INLINE void neap__unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
-/* Takes m if no thread holds it (this one included); false otherwise. */
-NEAP_INLINE bool neap__trylock(pthread_mutex_t *m) { return pthread_mutex_trylock(m) == 0; }
-void neap__lock_init(pthread_mutex_t *m); /* a fresh, unlocked mutex */
+NEAP_INLINE void neap__rank_drop(unsigned rank) { neap__ranks_held &= ~(1u << rank); }
+#else
+NEAP_INLINE void neap__rank_take(unsigned rank) { (void)rank; }
+NEAP_INLINE void neap__rank_drop(unsigned rank) { (void)rank; }
+#endif
+
+NEAP_INLINE void neap__lock(neap_mutex *l) {
+  neap__rank_take(l->rank);
+  if (NEAP_UNLIKELY(pthread_mutex_lock(&l->m) != 0)) neap__lock_reentered();
+}
+NEAP_INLINE void neap__unlock(neap_mutex *l) {
+  pthread_mutex_unlock(&l->m);
+  neap__rank_drop(l->rank);
+}
+/* Takes l if no thread holds it (this one included); false otherwise. A
+ * try never waits, so it may break the order; it counts as held after. */
+NEAP_INLINE bool neap__trylock(neap_mutex *l) {
+  if (pthread_mutex_trylock(&l->m) != 0) return false;
+#if NEAP_DEBUG >= 1
+  neap__ranks_held |= 1u << l->rank;
+#endif
+  return true;
+}
+void neap__lock_init(neap_mutex *l); /* a fresh, unlocked mutex of the same rank */
 /* What a layer's fork handler does with one of its mutexes. */
-NEAP_INLINE void neap__lock_fork(pthread_mutex_t *m, neap_fork_phase phase) {
-  if (phase == NEAP_FORK_PREPARE) neap__lock(m);
-  else if (phase == NEAP_FORK_PARENT) neap__unlock(m);
-  else neap__lock_init(m);
+NEAP_INLINE void neap__lock_fork(neap_mutex *l, neap_fork_phase phase) {
+  if (phase == NEAP_FORK_PREPARE) {
+    neap__lock(l);
+  } else if (phase == NEAP_FORK_PARENT) {
+    neap__unlock(l);
+  } else {
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer learns that the lock is free from an unlock (which
+     * glibc refuses with EPERM: the child's thread has another id). */
+    pthread_mutex_unlock(&l->m);
+#endif
+    neap__lock_init(l);
+    neap__rank_drop(l->rank);
+  }
 }
 
 #endif

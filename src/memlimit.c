@@ -49,7 +49,7 @@
 #define PATH_CAP 4096
 #define V1_UNLIMITED ((uint64_t)1 << 62)
 
-static pthread_mutex_t cg_lock = NEAP_MUTEX_INITIALIZER;
+static neap_mutex cg_lock = NEAP_MUTEX_INIT(CGROUP);
 static _Atomic int configured;
 static size_t limit_bytes;
 static neap_limit_source limit_source;
@@ -277,6 +277,8 @@ uint64_t neap__cgroup_limit(const char *root) {
   neap__unlock(&cg_lock);
   return limit;
 }
+
+void neap__memlimit_fork(neap_fork_phase phase) { neap__lock_fork(&cg_lock, phase); }
 
 void neap__memlimit_configure(void) {
   if (atomic_load_explicit(&configured, memory_order_acquire)) return;

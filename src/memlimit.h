@@ -3,6 +3,7 @@
 #define NEAP_MEMLIMIT_H
 
 #include "internal.h"
+#include "lock.h"
 
 typedef enum {
   NEAP_LIMIT_NONE = 0,   /* no limit */
@@ -14,6 +15,7 @@ typedef enum {
  * nothing): NEAP_MEMLIMIT, else NEAP_MEMLIMIT_FRACTION of the cgroup's
  * limit, unless NEAP_MEMLIMIT=off. */
 void neap__memlimit_configure(void);
+void neap__memlimit_fork(neap_fork_phase phase);
 size_t neap__memlimit_bytes(void); /* 0: none */
 neap_limit_source neap__memlimit_source(void);
 bool neap__memlimit_hard(void);

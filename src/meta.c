@@ -27,7 +27,7 @@
 
 #define META_BLOCK ((size_t)1 << 20)
 
-static pthread_mutex_t meta_lock = NEAP_MUTEX_INITIALIZER;
+static neap_mutex meta_lock = NEAP_MUTEX_INIT(META);
 static uintptr_t bump_next, bump_end;
 static size_t meta_mapped, meta_inuse;
 static size_t kind_sys[NEAP_META_KINDS], kind_inuse[NEAP_META_KINDS];

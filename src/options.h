@@ -60,15 +60,7 @@
   X(stats_dir, NEAP_STATS_DIR, PATH, NEAP_STATS_DIR_DEFAULT, 0, 0,                                 \
     "where the scavenger publishes neap.PID, the live statistics for `neap stats` (off: nowhere)")
 
-/* The ThreadSanitizer build registers no fork handlers (init.c), so a
- * child forked while the scavenger holds the heap lock would deadlock; the
- * stats file's snapshot holds it every second, so that build publishes
- * nothing unless asked (its tests fork to check aborts). */
-#if defined(__SANITIZE_THREAD__)
-#define NEAP_STATS_DIR_DEFAULT NULL
-#else
 #define NEAP_STATS_DIR_DEFAULT "/dev/shm"
-#endif
 
 #define NEAP__OPT_TYPE_BOOL long
 #define NEAP__OPT_TYPE_INT long

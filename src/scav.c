@@ -88,10 +88,10 @@
  * memory goes back on neap_release, malloc_trim and the limit only.
  *
  * Locking: `work` serialises every pass (background, limit, neap_release)
- * and the fork handler takes it first, so a child never inherits a run
- * taken out of the page allocator. Order: work -> cache registry ->
- * centrals -> heap -> meta; `lock` (the condition variable's) is a leaf.
- * The index is guarded by the heap lock (above).
+ * and the fork handler takes it, so a child never inherits a run taken
+ * out of the page allocator; `lock` (the condition variable's) is the
+ * innermost lock (lock.h has the order). The index is guarded by the heap
+ * lock (above).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -124,8 +124,8 @@
 enum { ST_NONE, ST_STARTING, ST_RUNNING, ST_OFF };
 
 static struct {
-  pthread_mutex_t work;   /* one pass at a time; taken first at fork */
-  pthread_mutex_t lock;   /* guards kicked and the condition variable */
+  neap_mutex work;        /* one pass at a time */
+  neap_mutex lock;        /* guards kicked and the condition variable */
   pthread_cond_t cond;    /* CLOCK_MONOTONIC */
   bool cond_ready;
   bool kicked;
@@ -145,7 +145,7 @@ static struct {
   _Atomic uint64_t bg_bytes, eager_bytes, forced_bytes, cycles, cpu_ns;
   /* Since the last trace line. */
   uint64_t trace_bg, trace_eager;
-} scav = {.work = NEAP_MUTEX_INITIALIZER, .lock = NEAP_MUTEX_INITIALIZER, .cursor = UINT64_MAX};
+} scav = {.work = NEAP_MUTEX_INIT(SCAV_WORK), .lock = NEAP_MUTEX_INIT(SCAV_WAKE), .cursor = UINT64_MAX};
 
 #define ADD(field, v) atomic_fetch_add_explicit(&scav.field, (v), memory_order_relaxed)
 
@@ -609,13 +609,13 @@ static uint32_t sleep_after(const step_result *r) {
 static void wait_ms(uint32_t ms) {
   neap__lock(&scav.lock);
   if (ms == UINT32_MAX) {
-    while (!scav.kicked) pthread_cond_wait(&scav.cond, &scav.lock);
+    while (!scav.kicked) pthread_cond_wait(&scav.cond, &scav.lock.m);
   } else if (!scav.kicked) {
     struct timespec ts;
     uint64_t t = neap__os_nanotime() + (uint64_t)ms * 1000000u;
     ts.tv_sec = (time_t)(t / 1000000000u);
     ts.tv_nsec = (long)(t % 1000000000u);
-    pthread_cond_timedwait(&scav.cond, &scav.lock, &ts);
+    pthread_cond_timedwait(&scav.cond, &scav.lock.m, &ts);
   }
   scav.kicked = false;
   neap__unlock(&scav.lock);
@@ -643,7 +643,7 @@ static void *scav_main(void *arg) {
       }
     }
     /* The stats file: published outside the work lock (stats before
-     * scavenger in the lock order, init.c). */
+     * scavenger in the lock order: lock.h). */
     uint32_t pub_ms = neap__statsfile_tick(neap__os_now_ms());
     if (pub_ms < ms) ms = pub_ms;
     wait_ms(ms);
@@ -789,7 +789,7 @@ void neap__scav_fork(neap_fork_phase phase) {
   }
   if (phase == NEAP_FORK_CHILD) {
     /* No scavenger thread here: reset, and let the next kick start one. */
-    neap__lock_init(&scav.work);
+    neap__lock_fork(&scav.work, phase);
     neap__lock_init(&scav.lock);
     scav.cond_ready = false;
     scav.kicked = false;

@@ -47,7 +47,7 @@
 
 _Static_assert(NEAP_NUM_CLASSES <= NEAP_STATS_MAX_CLASSES, "neap_stats_t.by_class is too small");
 
-static pthread_mutex_t stats_lock = NEAP_MUTEX_INITIALIZER;
+static neap_mutex stats_lock = NEAP_MUTEX_INIT(STATS);
 /* Published so far, per class (0: large objects): objects, and for large
  * objects bytes (small classes' bytes are count x size). */
 static uint64_t pub_mallocs[NEAP_NUM_CLASSES], pub_frees[NEAP_NUM_CLASSES];
@@ -128,7 +128,7 @@ static void census_span(void *ctx, neap_span *s) {
     uint64_t inuse = neap__span_live(s);
     /* Mid-merge, bits can be cleared before the count drops. */
     hc->live[s->sizeclass] += inuse > announced ? inuse - announced : 0;
-  } else {
+  } else if (neap__span_where(s) == NEAP_SPAN_LARGE) { /* not one being freed */
     hc->live[0]++;
     hc->large_live_bytes += neap__span_bytes(s);
   }

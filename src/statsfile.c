@@ -83,9 +83,13 @@ static _Atomic bool exiting;
 /* A tick holds the flag for a snapshot and a file write (milliseconds for
  * a big heap): waiters yield rather than spin. */
 static void busy_lock(void) {
+  neap__rank_take(NEAP_RANK_STATSFILE);
   while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) neap__os_yield();
 }
-static void busy_unlock(void) { atomic_flag_clear_explicit(&busy, memory_order_release); }
+static void busy_unlock(void) {
+  atomic_flag_clear_explicit(&busy, memory_order_release);
+  neap__rank_drop(NEAP_RANK_STATSFILE);
+}
 
 static void put(char *buf, size_t cap, size_t *n, const char *s) {
   size_t k = strlen(s);
