@@ -50,7 +50,7 @@
  *
  * Locking: the heap lock covers reservation and registration. Lookups take
  * no lock: index entries are written once (NULL -> value), the page map's
- * size only grows and is stored (release) after the tables it adds exist,
+ * size only grows and is stored (a release store) after the tables it adds exist,
  * and a pointer being freed was handed out after its arena was registered.
  */
 #include <errno.h>
@@ -152,7 +152,7 @@ static bool pagemap_extend(neap_arena *a) {
   if (neap__os_commit_meta(info + n, itable) != 0 || neap__os_commit_meta(start, 2 * itable) != 0)
     return false; /* what was committed stays so, unused */
   neap__meta_note_mapped(3 * itable, NEAP_META_ARENA);
-  /* The first page's number last (release): the fast path's reach reads
+  /* The first page's number last (a release store): the fast path's reach reads
    * the info once it sees it, before the size says that any page is
    * mapped. */
   if (n == 0) {

@@ -24,7 +24,7 @@
  *     (a switch of span costs a few hundred instructions);
  *   - own_full: owned spans parked full. A local free that leaves a
  *     quarter of one free moves it to own_partial (a free into a span
- *     tests one decrement: a span keeps live - relist_at, `countdown`);
+ *     tests one decrement: a span keeps live - refile_at, `countdown`);
  *     taking a span back for one or two objects would cost more than they
  *     are worth. The current span is parked too when it is used up with
  *     less than a quarter free and another span has room.
@@ -90,7 +90,7 @@
  * make sure; another thread's it cannot walk, its links changing under
  * it, and trusts the mark: a live object whose 16 bytes a program set to
  * exactly that is taken for a double free). Interior pointers fail the
- * size class's division, as before. An object leaving a stack, popped
+ * size class's division. An object leaving a stack, popped
  * or spilled, must hold its stack's mark, link included, before the link
  * is followed: otherwise the program wrote it after freeing it, or freed
  * it twice with a write in between (the second push made it its own
@@ -277,22 +277,22 @@ static void own_remove(neap_cache *c, neap_span *s) {
  * more than the objects are worth, and spans with a little room fill up
  * anyway as their neighbours' objects die. Every other span takes the slow
  * path only when it empties. */
-static uint32_t relist_room(const neap_span *s) {
+static uint32_t refile_room(const neap_span *s) {
   uint32_t room = s->nelems / 4u;
   return room ? room : 1u;
 }
 
-static uint32_t relist_threshold(const neap_span *s, unsigned which) {
-  return which == NEAP_SPAN_OWN_FULL ? (uint32_t)s->nelems - relist_room(s) : 0;
+static uint32_t refile_threshold(const neap_span *s, unsigned which) {
+  return which == NEAP_SPAN_OWN_FULL ? (uint32_t)s->nelems - refile_room(s) : 0;
 }
 
 /* A span's live count (see neap_span.countdown). */
-static uint32_t live_of(const neap_span *s) { return (uint32_t)s->countdown + s->relist_at; }
-static void set_live(neap_span *s, uint32_t live) { s->countdown = (int32_t)(live - s->relist_at); }
+static uint32_t live_of(const neap_span *s) { return (uint32_t)s->countdown + s->refile_at; }
+static void set_live(neap_span *s, uint32_t live) { s->countdown = (int32_t)(live - s->refile_at); }
 static void add_live(neap_span *s, int32_t k) { s->countdown += k; }
-static void set_relist_at(neap_span *s, uint32_t at) {
-  s->countdown += (int32_t)(s->relist_at - at);
-  s->relist_at = at;
+static void set_refile_at(neap_span *s, uint32_t at) {
+  s->countdown += (int32_t)(s->refile_at - at);
+  s->refile_at = at;
 }
 
 /* Puts s (TRANSIT) on own list `which`: partial spans at the back,
@@ -304,7 +304,7 @@ static void own_push(neap_cache *c, neap_span *s, unsigned which) {
     c->nempty[s->sizeclass]++;
     c->empty_pages += s->npages;
   }
-  set_relist_at(s, relist_threshold(s, which));
+  set_refile_at(s, refile_threshold(s, which));
   neap_link *head = own_list(c, s->sizeclass, which);
   link_after(which == NEAP_SPAN_OWN_PARTIAL ? head->prev : head, &s->own);
 }
@@ -328,9 +328,9 @@ static void empty_unlock(neap_cache *c) {
 
 /* Gives an owned span back to its central (and from there, if it is
  * empty, to the page heap). */
-static void release(neap_cache *c, neap_span *s) {
+static void give_back(neap_cache *c, neap_span *s) {
   own_remove(c, s);
-  neap__central_uncache_span(s);
+  neap__central_give_back(s);
 }
 
 /* How many empty spans of a class a cache keeps for its next refills:
@@ -365,7 +365,7 @@ static void refile(neap_cache *c, neap_span *s) {
                 (n == 0 || (size_t)(c->empty_pages + s->npages) << NEAP_PAGE_SHIFT <= KEEP_EMPTY_TOTAL);
     if (keep) own_push(c, s, NEAP_SPAN_OWN_EMPTY);
     empty_unlock(c);
-    if (!keep) neap__central_uncache_span(s);
+    if (!keep) neap__central_give_back(s);
   } else if (neap__span_where(s) == NEAP_SPAN_OWN_FULL && s->countdown <= 0) {
     own_remove(c, s);
     own_push(c, s, NEAP_SPAN_OWN_PARTIAL);
@@ -384,7 +384,7 @@ static void span_free_local(neap_cache *c, neap_span *s, void *p) {
   uint64_t u = NEAP_LOAD(word);
   if (NEAP_UNLIKELY(!neap__bit(u, idx) || neap__bit(NEAP_LOAD(&word[1]), idx))) neap__fatal("double free", p);
   NEAP_STORE(word, neap__bit_clear(u, idx));
-  /* A live count down to relist_at: a full span got room, or one
+  /* A live count down to refile_at: a full span got room, or one
    * emptied. The current span stays, even empty: it is about to be reused. */
   if (NEAP_UNLIKELY(--s->countdown == 0) && neap__span_where(s) != NEAP_SPAN_CURRENT) refile(c, s);
 }
@@ -396,18 +396,19 @@ void neap__stack_mark_lost(void *p) {
   neap__fatal("double free or write after free", p);
 }
 
-/* Gives freed object p of span s back to it. */
-static void give_back_to(neap_cache *c, neap_span *s, void *p) {
+/* Frees object p into its span s (cleared in the in-use bitmap if c owns
+ * s, else set in the remote one). */
+static void free_to_span(neap_cache *c, neap_span *s, void *p) {
   if (NEAP_LOAD(&s->owner) == c) span_free_local(c, s, p);
   else neap__cache_free_remote(s, (uintptr_t)p);
 }
 
-/* Gives object p, leaving the slot's free stack, back to its span, and
- * returns the next object on the stack. p must still hold the stack's
+/* Takes object p off the slot's free stack and frees it into its span;
+ * gives the next object on the stack. p must still hold the stack's
  * mark, which checks the link before it is followed; it leaves with its
  * span's mark. The link is read first: once p is back, its span's owner
  * may hand it out. */
-static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
+static neap_word *unstack(neap_cache *c, neap_slot *slot, neap_word *p) {
   NEAP_TRACK_QUIET_BEGIN();
   uint64_t next = p[0];
   if (NEAP_UNLIKELY(neap__mark_key(p) != slot->marker)) neap__stack_mark_lost(p);
@@ -415,12 +416,12 @@ static neap_word *give_back(neap_cache *c, neap_slot *slot, neap_word *p) {
   NEAP_TRACK_QUIET_END();
   neap_span *s = neap__span_of((uintptr_t)p);
   neap_assert(s != NULL && s->sizeclass != 0);
-  give_back_to(c, s, p);
+  free_to_span(c, s, p);
   return (neap_word *)next;
 }
 
-/* Gives all but the newest `keep` objects of a slot's stack back to their
- * spans. The newest are the likeliest to be in the CPU's cache, and the
+/* Spills a slot's stack: frees all but the newest `keep` objects into
+ * their spans. The newest are the likeliest to be in the CPU's cache, and the
  * walk down to the cut reads only them; the object at the cut is marked
  * again for its new link. */
 static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
@@ -437,7 +438,7 @@ static void stack_spill(neap_cache *c, neap_slot *slot, uint32_t keep) {
   if (last != NULL) neap__mark_set(last, (uintptr_t)neap__stack_end, slot->marker);
   else NEAP_STORE(&slot->top, (neap_word *)neap__stack_end);
   NEAP_TRACK_QUIET_END();
-  for (uint32_t i = keep; i < n; i++) p = give_back(c, slot, p);
+  for (uint32_t i = keep; i < n; i++) p = unstack(c, slot, p);
   NEAP_STORE(&slot->stack, w - (n - keep));
 }
 
@@ -565,7 +566,7 @@ void neap__cache_free_small(neap_cache *c, neap_span *s, void *p) {
     NEAP_TRACK_QUIET_BEGIN();
     neap__mark_set(p, 0, NEAP_MARK_KEY);
     NEAP_TRACK_QUIET_END();
-    give_back_to(c, s, p);
+    free_to_span(c, s, p);
     return;
   }
   if (neap__stack_n(NEAP_LOAD(&slot->stack)) >= slot->cap) stack_overflow(c, slot);
@@ -675,7 +676,7 @@ static void drop_window(neap_slot *slot) {
 /* Make s the slot's current span (it has a free object). */
 static void make_current(neap_slot *slot, neap_span *s) {
   neap__span_move(s, NEAP_SPAN_CURRENT);
-  set_relist_at(s, 0);
+  set_refile_at(s, 0);
   slot->span = s;
   unsigned w = neap__span_next_free_word(s, 0);
   neap_assert(w < s->nwords);
@@ -751,7 +752,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
      * last would end again soon. */
     add_live(s, -(int32_t)neap__span_merge_remote(s));
     s->needzero = 1; /* objects on a second pass may have been used */
-    if (s->nelems - live_of(s) >= relist_room(s) || list_empty(partial)) {
+    if (s->nelems - live_of(s) >= refile_room(s) || list_empty(partial)) {
       unsigned w = neap__span_next_free_word(s, 0);
       if (w < s->nwords) {
         load_window(slot, s, w);
@@ -781,7 +782,7 @@ static NEAP_NOINLINE void *refill_slow(neap_cache *c, neap_slot *slot) {
     add_live(s, -(int32_t)neap__span_merge_remote(s));
   } else {
     bool fresh;
-    s = neap__central_cache_span(cls, c, &fresh);
+    s = neap__central_take(cls, c, &fresh);
     if (s == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -830,7 +831,7 @@ static size_t trim_one(neap_cache *c) {
     taken = s->next;
     s->next = NULL;
     pages += s->npages;
-    neap__central_uncache_span(s); /* empty: straight to the page heap */
+    neap__central_give_back(s); /* empty: straight to the page heap */
   }
   return pages;
 }
@@ -890,10 +891,10 @@ void neap__cache_flush(neap_cache *c) {
       drop_window(slot);
       slot->span = NULL;
       slot->inuse = NULL;
-      release(c, s);
+      give_back(c, s);
     }
-    while (!list_empty(&c->own_partial[cls])) release(c, list_first(&c->own_partial[cls]));
-    while (!list_empty(&c->own_full[cls])) release(c, list_first(&c->own_full[cls]));
+    while (!list_empty(&c->own_partial[cls])) give_back(c, list_first(&c->own_partial[cls]));
+    while (!list_empty(&c->own_full[cls])) give_back(c, list_first(&c->own_full[cls]));
   }
   trim_one(c);
   /* Spans forwarded to us before we gave them up are their centrals' now,
@@ -1053,13 +1054,14 @@ static void check_current(neap_check *ck, neap_cache *c, neap_slot *slot, unsign
   }
   if (!NEAP_CHECK(ck, live_small_span(s, cls), "cache slot's span is not a live span of its class", s)) return;
   ck->cache_spans++;
-  NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == NEAP_SPAN_CURRENT, "current span not owned as current", s);
+  NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == NEAP_SPAN_CURRENT,
+             "current span not owned as current", s);
   NEAP_CHECK(ck, s->next_word < s->nwords && slot->inuse == neap__span_inuse(s, s->next_word) &&
                      slot->base == s->base + (uintptr_t)s->next_word * 64u * s->elemsize,
              "cache window is not its span's word", s);
   if (s->next_word >= s->nwords) return;
   NEAP_CHECK(ck, (bits & NEAP_LOAD(neap__span_inuse(s, s->next_word))) == 0, "cache window holds objects in use", s);
-  NEAP_CHECK(ck, s->relist_at == 0 && live_of(s) == neap__span_live(s) + neap__popcount(bits),
+  NEAP_CHECK(ck, s->refile_at == 0 && live_of(s) == neap__span_live(s) + neap__popcount(bits),
              "current span's live count differs from its bitmap", s);
   NEAP_CHECK(ck, (NEAP_LOAD(&slot->seq) & 1) == 0, "cache slot's sequence count is odd", slot);
   if (s->needzero) return;
@@ -1123,9 +1125,10 @@ static uint32_t check_own_list(neap_check *ck, neap_cache *c, neap_link *head, u
     if (!NEAP_CHECK(ck, ++count <= limit, "cache's own list is a cycle", s)) break;
     *pages += s->npages;
     ck->cache_spans++;
-    NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == which, "span on a cache's own list not owned there", s);
+    NEAP_CHECK(ck, NEAP_LOAD(&s->owner) == c && neap__span_where(s) == which,
+               "span on a cache's own list not owned there", s);
     uint32_t live = live_of(s);
-    NEAP_CHECK(ck, live == neap__span_live(s) && s->relist_at == relist_threshold(s, which),
+    NEAP_CHECK(ck, live == neap__span_live(s) && s->refile_at == refile_threshold(s, which),
                "owned span's live count differs from its bitmap", s);
     if (which == NEAP_SPAN_OWN_EMPTY) NEAP_CHECK(ck, live == 0, "span on a cache's empty list has objects", s);
     if (which == NEAP_SPAN_OWN_PARTIAL) NEAP_CHECK(ck, live != 0, "span on a cache's partial list is empty", s);

@@ -110,7 +110,7 @@ static void push_pending(neap_central *c, neap_span *s) {
 
 void neap__central_notify(neap_span *s) { push_pending(&centrals[s->sizeclass], s); }
 
-/* Put an uncached span with at least one live object on the list that
+/* Put a span given back with at least one live object on the list that
  * matches it. */
 static void place_locked(neap_central *c, neap_span *s) {
   unsigned which = neap__span_next_free_word(s, 0) < s->nwords ? NEAP_SPAN_CENTRAL_PARTIAL : NEAP_SPAN_CENTRAL_FULL;
@@ -190,7 +190,7 @@ static neap_span *new_span(unsigned cls, bool *fresh) {
   return s;
 }
 
-neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache, bool *fresh) {
+neap_span *neap__central_take(unsigned cls, neap_cache *cache, bool *fresh) {
   neap_central *c = &centrals[cls];
   neap_span *s = NULL;
   *fresh = false;
@@ -215,7 +215,7 @@ neap_span *neap__central_cache_span(unsigned cls, neap_cache *cache, bool *fresh
   return s;
 }
 
-void neap__central_uncache_span(neap_span *s) {
+void neap__central_give_back(neap_span *s) {
   neap_central *c = &centrals[s->sizeclass];
   neap__span_merge_remote(s);
   s->needzero = 1; /* its free objects may have been used */
@@ -294,7 +294,9 @@ static void check_list(neap_check *ck, neap_central *c, unsigned cls, unsigned w
       return;
     ck->central_spans++;
     uint64_t v = atomic_load(&s->rword);
-    NEAP_CHECK(ck, neap__span_where(s) == which && NEAP_LOAD(&s->owner) == NULL && !(v & (NEAP_RW_CACHED | NEAP_RW_DEAD)),
+    NEAP_CHECK(ck,
+               neap__span_where(s) == which && NEAP_LOAD(&s->owner) == NULL &&
+                   !(v & (NEAP_RW_CACHED | NEAP_RW_DEAD)),
                "span on a central list is not the central's", s);
     bool room = neap__span_next_free_word(s, 0) < s->nwords;
     NEAP_CHECK(ck, room == (which == NEAP_SPAN_CENTRAL_PARTIAL), "span on the wrong central list for its room", s);

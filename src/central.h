@@ -11,10 +11,10 @@
  * now on: one of the central's partial spans, or a new one from the page
  * heap (*fresh: its objects were never handed out, and its page info and
  * free marks are not written yet). NULL with ENOMEM. */
-neap_span *neap__central_cache_span(unsigned cls, neap_cache *c, bool *fresh);
+neap_span *neap__central_take(unsigned cls, neap_cache *c, bool *fresh);
 /* Takes s back from the cache that owned it: onto its central's lists,
  * or, if empty, back to the page heap. */
-void neap__central_uncache_span(neap_span *s);
+void neap__central_give_back(neap_span *s);
 void neap__central_notify(neap_span *s);
 void neap__central_drain(unsigned cls); /* forwards or settles notified spans */
 /* The centrals' reclaimer (heap.h): gives every span that other threads'

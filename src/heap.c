@@ -522,7 +522,8 @@ void neap__heap_check_pages(neap_check *ck) {
       break;
     uintptr_t off;
     bool mapped = neap__pagemap_covers(a->base, &off);
-    NEAP_CHECK(ck, mapped == (a->info_slot != NULL), "arena's page info and the page map's run differ", (void *)a->base);
+    NEAP_CHECK(ck, mapped == (a->info_slot != NULL), "arena's page info and the page map's run differ",
+               (void *)a->base);
     if (mapped)
       NEAP_CHECK(ck, a->spans == NEAP_LOAD(&neap__pagemap.map) + (off >> NEAP_PAGE_SHIFT),
                  "arena's span table is not its part of the page map", (void *)a->base);

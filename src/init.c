@@ -14,8 +14,8 @@
  * at that moment would stay locked forever in the child, so the prepare
  * handler takes every neap lock in the lock order (lock.h), but for the
  * centrals', which their gate stops instead (central.c); the parent's
- * handler gives them back and the child's makes them anew (lock.h: an
- * error-checking mutex is released only by the thread that took it, and
+ * handler unlocks them and the child's makes them anew (lock.h: an
+ * error-checking mutex is unlocked only by the thread that took it, and
  * the child's thread is another). While they are held no other thread is
  * inside a locked region, so the child's heap is consistent: only the
  * lock-free state of the parent's other threads (their caches and the

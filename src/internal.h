@@ -1,17 +1,72 @@
 /* Declarations shared between neap's layers. Nothing here is public.
  *
- * Glossary (the Go runtime's vocabulary, translated to C):
- *   OS page    the kernel's page, normally 4 KiB; the unit of madvise.
- *   neap page  8 KiB; the unit of the page allocator and of span sizes.
- *   chunk      4 MiB = 512 neap pages; one bitmap of the page allocator,
- *              and the unit in which the heap is committed.
+ * Glossary: the Go runtime's vocabulary in C, one word per meaning; every
+ * name and comment in src/ uses it.
+ *
+ * Memory, largest first:
  *   arena      64 MiB of address space reserved at once, 64 MiB-aligned;
  *              the arena index maps any address to its arena or to none.
- *   span       a run of neap pages serving one size class (many objects)
- *              or one large object; its metadata lives off-heap.
- *   size class one of ~68 object sizes up to 32 KiB (sizeclass.h).
+ *   chunk      4 MiB = 512 neap pages: one bitmap of the page allocator,
+ *              the unit the heap commits, the scavenger's unit of density.
+ *   neap page  8 KiB; the unit of the page allocator and of span sizes.
+ *   OS page    the kernel's page, normally 4 KiB; the unit of madvise.
  *   page index a page's number in the heap's dense index space: arena k
  *              (in order of reservation) holds indexes [k*8192, (k+1)*8192).
+ *   page map   from any neap page of the heap to its span (pagemap.h), with
+ *              the page info beside it that the free fast path reads.
+ *   span       a run of neap pages holding objects of one size class, or
+ *              one large object; its record lives off-heap (span.h), its
+ *              state is span->where (the diagram is in span.c).
+ *   object     what malloc hands out: small (up to 32 KiB, in a span of its
+ *              size class) or large (a span of its own).
+ *   size class one of ~68 object sizes (sizeclass.h).
+ *
+ * Structures, frontend first:
+ *   cache      one thread's (Go's mcache): a slot per class, its own lists
+ *              of spans (partial, full, empty), its inbox (cache.c).
+ *   slot       a cache's state for one class: the current span, the
+ *              window, the free stack.
+ *   window     the free objects of one 64-object word of the current span,
+ *              as a bit mask the fast path takes from.
+ *   free stack a slot's LIFO of freed objects, linked through their memory.
+ *   free mark  the two words a free object holds (its link and a key).
+ *   central    one per class (mcentral): the spans no cache owns, on a
+ *              partial and a full list, and its pending stack (central.c).
+ *   pending stack, inbox
+ *              lock-free stacks of spans other threads freed objects into:
+ *              a central's, and the owning cache's.
+ *   page heap  the backend (mheap): pages for spans of any kind (heap.c),
+ *              placed by the page allocator (pagealloc.c).
+ *   reclaimer  a frontend's function the page heap calls when it is short.
+ *   scavenger  the thread and the passes that return free pages (scav.c),
+ *              with its index: per-page clocks, lazy bits, chunk densities.
+ *
+ * Verbs:
+ *   allocate, free  objects, by the program; an object is freed into its
+ *              span (its in-use bit cleared by the owner, or its remote bit
+ *              set by another thread).
+ *   take       get memory from the layer below: a cache takes a span from
+ *              its central, a central takes pages from the page heap.
+ *   give back  memory goes down one layer: objects from a free stack into
+ *              their spans, a span from a cache to its central, a span's
+ *              pages to the page heap.
+ *   spill      a free stack gives back its older objects.
+ *   park       the current span leaves its slot for an own list.
+ *   refile     an owned span moves between its cache's lists as its live
+ *              count crosses refile_at.
+ *   drain      empty a pending stack or an inbox, handling each span.
+ *   trim       a cache gives back what it keeps beyond its need (kept
+ *              empty spans, grown free stacks): when idle, or when asked.
+ *   flush      a cache gives back everything (thread exit, neap_thread_flush).
+ *   retire     a flushed cache's counts join the process's totals and its
+ *              record is freed.
+ *   abandon    a forked child stops using the parent's other threads' caches.
+ *   reclaim    the page heap asks its reclaimers for pages.
+ *   return     free pages go back to the OS (madvise); a page returned and
+ *              not reused since is scavenged (the page allocator's bit).
+ *   release    only in public names, after Go's HeapReleased: return now
+ *              (neap_release), bytes returned (heap_released), the delay
+ *              before returning (NEAP_RELEASE_DELAY).
  *
  * Internal names shared between files start with neap__; everything else
  * is static. Build-time debug levels (NEAP_DEBUG, default 0):
@@ -55,7 +110,7 @@
 #define NEAP_FREE_CHECKS 1
 #endif
 
-/* --- geometry (values from the Go runtime, malloc.go; see go-runtime.md §1) */
+/* --- geometry (the Go runtime's values, malloc.go) */
 #define NEAP_PAGE_SHIFT 13 /* 8 KiB neap pages */
 #define NEAP_PAGE_SIZE ((size_t)1 << NEAP_PAGE_SHIFT)
 #define NEAP_CHUNK_PAGES 512 /* 4 MiB chunks: one 512-bit bitmap each */

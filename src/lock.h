@@ -16,7 +16,7 @@
  * it gets a one-line diagnostic and an abort instead of a deadlock.
  *
  * fork: the prepare handlers take the locks in rank order (init.c); in the
- * parent they are given back, in the child made anew (the child's thread
+ * parent they are unlocked, in the child made anew (the child's thread
  * has another id, and an error-checking mutex is only unlocked by its
  * owner). The centrals' many locks are not held across fork: a gate
  * stops them instead (central.c).

@@ -103,7 +103,7 @@ NEAP_EXPORT int malloc_trim(size_t pad) {
  *   arena     bytes of heap held from the OS (committed, not returned)
  *   uordblks  bytes in live objects, small and large
  *   fordblks  arena - uordblks: free bytes held, in spans and free pages
- *   keepcost  free pages not yet returned: what malloc_trim would release
+ *   keepcost  free pages not yet returned: what malloc_trim would return
  *   hblks, hblkhd  live large objects (over 32 KiB) and their bytes
  *   ordblks, smblks, usmblks, fsmblks  0 (no such structures in neap) */
 static void fill_mallinfo(struct mallinfo2 *mi) {

@@ -135,13 +135,14 @@ int neap__arena_reserve(size_t n, uintptr_t *out);
  * after the slots, so that one base serves both loads, and they are apart
  * because the push waits for the slot's address: with a table of its own
  * the slot offset needs no masking, one add after its load. (Packing the
- * slot with the page's index in its span into 2 bytes, as before, cost a
+ * slot with the page's index in its span into 2 bytes costs a
  * mask on that path and five operations more for the check; 4-byte entries
  * with the slot offset and the page's phase made gcc add an address
- * computation to the path. Both measured 3-5% slower in the mixed
+ * computation to the path. Both measure 3-5% slower in the mixed
  * microbenchmark at 1,000 slots.) At 6 bytes a page the info of a few
- * thousand pages stays in the L1 cache. The two are written apart, under
- * the heap lock; only a free of a pointer into a span that is being
+ * thousand pages stays in the L1 cache. The heap zeroes both when it maps
+ * a span's pages, and the span's frontend writes them before it hands out
+ * an object (cache.c); only a free of a pointer into a span that is being
  * replaced, which is misuse, can read one old and one new. */
 #define NEAP_PINFO_STARTS (NEAP_PAGEMAP_PAGES * sizeof(uint16_t))
 #define NEAP_PINFO_BYTES (NEAP_PAGEMAP_PAGES * (sizeof(uint16_t) + sizeof(uint32_t)))

@@ -280,7 +280,7 @@ typedef struct scav_pass {
   size_t max_bytes;    /* in: stop once this much went back (0: no bound) */
   uint64_t keep_pages; /* in: leave at least this many free pages unreturned */
   uint64_t cursor;     /* in/out: continue below this page (UINT64_MAX: the top) */
-  size_t released;     /* out (added to): bytes returned */
+  size_t returned;     /* out (added to): bytes returned */
   bool young;          /* out: a page was skipped as too young ... */
   uint32_t next_ms;    /* ... and the first of them is eligible this much later */
   bool dense;          /* out: a page was skipped in a chunk that is dense now */
@@ -361,7 +361,7 @@ static void pass(scav_pass *sp) {
   uint64_t below = sp->cursor;
   sp->done = false;
   for (;;) {
-    if (sp->max_bytes != 0 && sp->released >= sp->max_bytes) break;
+    if (sp->max_bytes != 0 && sp->returned >= sp->max_bytes) break;
     neap_free_run run;
     if (!neap__heap_take_unreturned(below, NEAP_CHUNK_PAGES, pick, sp, &run) || sp->kept) {
       sp->done = true;
@@ -374,7 +374,7 @@ static void pass(scav_pass *sp) {
     bool lazy = false;
     bool ok = neap__os_return((void *)run.addr, bytes, sp->dontneed, &lazy) == 0;
     neap__heap_put_back(&run, ok, lazy);
-    if (ok) sp->released += bytes;
+    if (ok) sp->returned += bytes;
   }
   sp->cursor = below;
 }
@@ -497,7 +497,7 @@ typedef struct step_result {
   bool young, dense, done;
   bool retained; /* due pages kept for an active program's recent demand */
   uint32_t next_ms;
-  size_t released;
+  size_t returned;
   bool budget_out;
 } step_result;
 
@@ -551,24 +551,24 @@ static step_result background_step(uint32_t now) {
     neap__pacer_charge(&scav.pacer, worked);
     ADD(cpu_ns, worked);
     scav.cursor = sp.cursor;
-    r.released += sp.released;
+    r.returned += sp.returned;
     if (sp.young && (!r.young || sp.next_ms < r.next_ms)) r.next_ms = sp.next_ms;
     r.young |= sp.young;
     r.dense |= sp.dense;
     r.retained |= sp.kept || (active && sp.young); /* look again soon: it may go idle */
     if (over) {
-      ADD(eager_bytes, sp.released); /* the limit's work, done in the background */
-      scav.trace_eager += sp.released;
+      ADD(eager_bytes, sp.returned); /* the limit's work, done in the background */
+      scav.trace_eager += sp.returned;
     } else {
-      ADD(bg_bytes, sp.released);
-      scav.trace_bg += sp.released;
+      ADD(bg_bytes, sp.returned);
+      scav.trace_bg += sp.returned;
     }
     bool stop = false;
     if (sp.done) {
       r.done = true;
       ADD(cycles, 1);
       if (scav.trace_bg || scav.trace_eager) trace("");
-      stop = !over || sp.released == 0;
+      stop = !over || sp.returned == 0;
     }
     neap__unlock(&scav.work);
     if (stop) break;
@@ -739,8 +739,8 @@ void neap__scav_limit_return(size_t bytes, bool all) {
   uint64_t t0 = neap__os_thread_cputime();
   pass(&sp);
   ADD(cpu_ns, neap__os_thread_cputime() - t0);
-  ADD(eager_bytes, sp.released);
-  scav.trace_eager += sp.released;
+  ADD(eager_bytes, sp.returned);
+  scav.trace_eager += sp.returned;
   neap__unlock(&scav.work);
 }
 
@@ -752,13 +752,13 @@ size_t neap_release(void) {
   uint64_t t0 = neap__os_thread_cputime();
   pass(&sp);
   ADD(cpu_ns, neap__os_thread_cputime() - t0);
-  ADD(forced_bytes, sp.released);
+  ADD(forced_bytes, sp.returned);
   if (neap__opt.scavtrace) {
-    scav.trace_bg += sp.released;
+    scav.trace_bg += sp.returned;
     trace(" (forced)");
   }
   neap__unlock(&scav.work);
-  return sp.released;
+  return sp.returned;
 }
 
 void neap__scav_totals(neap_scav_totals *out) {
@@ -774,10 +774,10 @@ void neap__scav_totals(neap_scav_totals *out) {
 #if NEAP_TESTING
 /* One background step at `now` for tests (no thread needed): returns the
  * sleep it would choose (UINT32_MAX: park) and the bytes it returned. */
-uint32_t neap__scav_test_step(uint32_t now, size_t *released) {
+uint32_t neap__scav_test_step(uint32_t now, size_t *returned) {
   if (scav.pacer.rate_bp == 0) neap__pacer_init(&scav.pacer, neap__opt.scavenger_cpu, neap__os_nanotime());
   step_result r = background_step(now);
-  if (released) *released = r.released;
+  if (returned) *returned = r.returned;
   return r.done || r.budget_out ? sleep_after(&r) : 0;
 }
 #endif

@@ -54,7 +54,7 @@ typedef struct neap_span {
   _Atomic uint8_t where;        /* NEAP_SPAN_*: its state (read by other threads' free checks) */
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
-  uint32_t relist_at;           /* see countdown */
+  uint32_t refile_at;           /* see countdown */
   uint32_t npages;
   uint64_t first_page;          /* page index in the page allocator */
   _Atomic uint64_t rword;       /* remote-free count and flags */
@@ -68,18 +68,19 @@ typedef struct neap_span {
   /* Second line: everything a free into the span reads (a spill of the
    * free stack, cache.c: the fast path itself reads no span), then the
    * bitmaps, whose first two pairs of words share the line, so that such
-   * a free in a span of up to 128 objects touches this line alone. In a heap of a few
-   * thousand spans a random free misses the L1 cache on its span's line;
-   * with these fields at the front and the bitmaps from offset 88 it
-   * missed on two (cachegrind, the mixed microbenchmark: 2.11 misses per
-   * free then, 1.38 now). The first line's rword takes the atomic adds of
-   * other threads' frees, away from the fields the owner's frees write. */
+   * a free in a span of up to 128 objects touches this line alone. In a
+   * heap of a few thousand spans a random free misses the L1 cache on its
+   * span's line; with these fields at the front and the bitmaps from
+   * offset 88 it would miss on two (cachegrind, the mixed
+   * microbenchmark: 1.38 misses per free against 2.11). The first line's
+   * rword takes the atomic adds of other threads' frees, away from the
+   * fields the owner's frees write. */
   uintptr_t base;               /* address of the first page */
   _Atomic(neap_cache *) owner;  /* cache holding the span, else NULL */
   uint32_t divmul;              /* object index = (offset * divmul) >> 32 */
   /* The owner's count of allocated objects (a cache counts its whole
-   * current window as allocated), kept as live - relist_at: a local free
-   * that brings live down to relist_at takes the slow path (see cache.c),
+   * current window as allocated), kept as live - refile_at: a local free
+   * that brings live down to refile_at takes the slow path (see cache.c),
    * and the fast path tests that with one decrement. */
   int32_t countdown;
   /* Two bitmaps of nwords words each, 1 bit per object, interleaved so
@@ -102,7 +103,9 @@ NEAP_INLINE unsigned neap__span_where(const neap_span *s) {
   return atomic_load_explicit(&((neap_span *)s)->where, memory_order_relaxed);
 }
 NEAP_INLINE bool neap__where_small(unsigned w) { return w >= NEAP_SPAN_TRANSIT; }
-NEAP_INLINE bool neap__where_central(unsigned w) { return w == NEAP_SPAN_CENTRAL_PARTIAL || w == NEAP_SPAN_CENTRAL_FULL; }
+NEAP_INLINE bool neap__where_central(unsigned w) {
+  return w == NEAP_SPAN_CENTRAL_PARTIAL || w == NEAP_SPAN_CENTRAL_FULL;
+}
 NEAP_INLINE bool neap__where_owned(unsigned w) { return w >= NEAP_SPAN_CURRENT; } /* a cache's */
 NEAP_INLINE bool neap__where_own_list(unsigned w) { return w >= NEAP_SPAN_OWN_PARTIAL; }
 
