@@ -41,8 +41,9 @@
  *      objects back to their spans (cache.c says which, and how many): into a span
  *      this thread's cache owns (a thread owns every span it allocated
  *      from until the span empties or the thread exits), clear the
- *      object's in-use bit; a full span that gets room goes on the cache's
- *      own partial list; an owned span that empties goes back at once.
+ *      object's in-use bit; a full span that gets room is refiled on the
+ *      cache's own partial list; an owned span that empties is kept for
+ *      the next refills (a bounded few) or given back to its central.
  *   4. Into any other span, set its bit in the span's remote bitmap (two
  *      atomic operations, no lock); the span's owner merges it later, and
  *      a span that sits in a central list is queued for its central.

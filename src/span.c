@@ -53,7 +53,7 @@
  *    |  |                       |
  *    |  +--- taken off a list --+
  *    v
- *   DEAD    empty, its pages back to the page heap (given up by its
+ *   DEAD    empty, its pages back to the page heap (given back by its
  *           cache, or claimed off its central by a CAS of rword to
  *           NEAP_RW_DEAD)
  *
