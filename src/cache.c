@@ -29,7 +29,8 @@
  *     are worth. The current span is parked too when it is used up with
  *     less than a quarter free and another span has room.
  *   - own_empty: owned spans that emptied, kept for the next refills, up
- *     to 128 KiB per class and 2 MiB in all (see keep_empty).
+ *     to 128 KiB per class and 2 MiB in all, but always the first of a
+ *     class (see keep_empty).
  * Any other owned span that empties goes back to its central at once, and
  * from there to the page heap.
  *
@@ -334,7 +335,9 @@ static void give_back(neap_cache *c, neap_span *s) {
 }
 
 /* How many empty spans of a class a cache keeps for its next refills:
- * 128 KiB worth, and 2 MiB in all per cache, but always one. Without them a
+ * 128 KiB worth, and 2 MiB in all per cache, but always the first one of
+ * a class whatever the total (so 2 MiB plus one span per class at most:
+ * about 4 MiB if every class kept one). Without them a
  * class with few live objects spread over a few spans gives a span back
  * and takes a new one, under the central's and the heap's locks, every
  * few frees (larson: 4x slower); and a program that allocates in bursts
@@ -342,7 +345,7 @@ static void give_back(neap_cache *c, neap_span *s) {
  * and over) sends every span of a burst through the page heap and back
  * (with 32 KiB per class and no total it ran 16% slower; a 1 MiB total
  * keeps half the gain). The cost is bounded like a tcmalloc thread cache
- * (4 MiB by default): at most 2 MiB per thread, handed back when the
+ * (4 MiB by default): at most about 4 MiB per thread, handed back when the
  * thread exits or flushes, or by the scavenger once the thread has not
  * refilled for a release delay (trim). */
 #define KEEP_EMPTY_BYTES (128u << 10)
@@ -838,7 +841,8 @@ static size_t trim_one(neap_cache *c) {
 
 /* Gives back the empty spans caches keep for their next refills
  * (keep_empty): from every cache when `all`, else only from caches that
- * have not refilled since the previous call. Returns pages freed. */
+ * have not refilled since the previous trim (of any reason). Returns pages
+ * freed. */
 static size_t trim(bool all) {
   size_t pages = 0;
   neap__lock(&reg_lock);

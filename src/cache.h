@@ -243,7 +243,7 @@ void neap__cache_flush(neap_cache *c);    /* hands every span back */
 void neap__cache_fork(neap_fork_phase phase);
 void neap__cache_free_remote(neap_span *s, uintptr_t p);
 /* The caches' reclaimer (heap.h): SHORT gives nothing; IDLE, the empty
- * spans kept by caches that have not refilled since the previous IDLE;
+ * spans kept by caches that have not refilled since the previous trim;
  * LIMIT and RELEASE, every kept span, and every thread's free stacks at
  * its next slow path (RELEASE: this thread's now); PENDING counts the
  * kept pages. Takes the registry lock; call with no other neap lock held. */
