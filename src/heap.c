@@ -68,8 +68,14 @@
 #include "pagemap.h"
 #include "track.h"
 
+/* The heap lock, apart from the state it guards: an initialised mutex
+ * would put that state's 512 KiB in the library's file-backed data, where
+ * the kernel maps a read fault's neighbours too (fault-around: up to
+ * 64 KiB of resident pages per fault); zero-initialised, it is anonymous
+ * BSS, resident page by page as written. */
+static neap_mutex heap_lock = NEAP_MUTEX_INIT(HEAP);
+
 static struct {
-  neap_mutex lock;
   bool inited;
   neap_pagealloc pa;
   uint64_t grown;       /* pages [0, grown) of the index space are grown or fenced */
@@ -85,7 +91,7 @@ static struct {
   _Atomic unsigned nreclaimers;
   _Atomic(const neap_heap_observer *) observer; /* set once, before the first pages go */
   neap_arena *arenas[NEAP_MAX_ARENAS]; /* index order; 512 KiB of BSS, touched as used */
-} heap = {.lock = NEAP_MUTEX_INIT(HEAP)};
+} heap;
 
 /* The observer until init.c registers the scavenger's: nothing to tell. */
 static int no_arena(size_t k) { return (void)k, 0; }
@@ -188,19 +194,19 @@ static int grow_locked(uint64_t npages) {
 /* --- the memory limit */
 
 void neap__heap_set_limit(size_t bytes, bool hard, void (*return_fn)(size_t bytes, bool all)) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   uint64_t pages = bytes >> NEAP_PAGE_SHIFT;
   NEAP_STORE(&heap.pages_limit, bytes != 0 && pages == 0 ? 1 : pages);
   heap.limit_hard = hard;
   heap.limit_quiet = 0;
   heap.limit_return = return_fn;
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 size_t neap__heap_held(void) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   uint64_t held = held_pages_locked();
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   return (size_t)held << NEAP_PAGE_SHIFT;
 }
 
@@ -209,22 +215,22 @@ size_t neap__heap_held(void) {
  * (fewer when it reuses free pages not returned). Returns false when the
  * allocation must fail (hard limit). */
 static bool limit_admit(uint64_t npages) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   uint64_t limit = NEAP_LOAD(&heap.pages_limit), held = held_pages_locked(), quiet = heap.limit_quiet;
   bool hard = heap.limit_hard;
   void (*return_fn)(size_t, bool) = heap.limit_return;
   if (held + npages <= limit) heap.limit_quiet = 0;
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   if (held + npages <= limit || (!hard && held + npages < quiet)) return true;
   uint64_t target = limit - limit / 20; /* 95% */
   uint64_t over = held + npages > target ? held + npages - target : 0;
   neap__heap_reclaim(NEAP_RECLAIM_LIMIT);
   if (return_fn != NULL) return_fn((size_t)over << NEAP_PAGE_SHIFT, hard);
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   held = held_pages_locked();
   bool fits = held + npages <= limit;
   if (!fits && !hard) heap.limit_quiet = held + npages + (limit / 32 > 1 ? limit / 32 : 1);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   return fits || !hard;
 }
 
@@ -288,10 +294,10 @@ int neap__heap_alloc_pages(neap_span *s, uint64_t npages, size_t align, bool *ze
   /* From the free pages; failing that, after the reclaimers, growing. */
   for (int attempt = 0;; attempt++) {
     if (attempt == 1) neap__heap_reclaim(NEAP_RECLAIM_SHORT);
-    neap__lock(&heap.lock);
+    neap__lock(&heap_lock);
     first = find_pages_locked(npages + extra, attempt == 1, &nscav);
     if (first != NEAP_PA_FAIL) break; /* with the lock held */
-    neap__unlock(&heap.lock);
+    neap__unlock(&heap_lock);
     if (attempt == 1) return ENOMEM;
   }
   bool fresh = taken_locked(first, npages + extra) == 0 && nscav == npages + extra;
@@ -314,7 +320,7 @@ int neap__heap_alloc_pages(neap_span *s, uint64_t npages, size_t align, bool *ze
   s->first_page = first;
   s->npages = (uint32_t)npages;
   map_pages_locked(first, npages, s);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   observer()->after_alloc();
   *zeroed = fresh;
   return 0;
@@ -322,15 +328,15 @@ int neap__heap_alloc_pages(neap_span *s, uint64_t npages, size_t align, bool *ze
 
 void neap__heap_free_pages(neap_span *s) {
   NEAP_TRACK_NOACCESS((void *)s->base, neap__span_bytes(s));
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   freed_locked(s->first_page, s->npages);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   observer()->kick();
 }
 
 bool neap__heap_resize_pages(neap_span *s, uint64_t npages) {
   bool ok = npages != 0 && npages <= UINT32_MAX;
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   if (ok && npages < s->npages) {
     freed_locked(s->first_page + npages, s->npages - npages);
     s->npages = (uint32_t)npages;
@@ -343,20 +349,20 @@ bool neap__heap_resize_pages(neap_span *s, uint64_t npages) {
       s->npages = (uint32_t)npages;
     }
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   return ok;
 }
 
 /* --- hooks */
 
 void neap__heap_add_reclaimer(neap_reclaimer *fn) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   unsigned n = atomic_load_explicit(&heap.nreclaimers, memory_order_relaxed);
   if (n < NEAP_MAX_RECLAIMERS) {
     heap.reclaimers[n] = fn;
     atomic_store_explicit(&heap.nreclaimers, n + 1, memory_order_release);
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 size_t neap__heap_reclaim(neap_reclaim why) {
@@ -367,23 +373,23 @@ size_t neap__heap_reclaim(neap_reclaim why) {
 }
 
 void neap__heap_set_observer(const neap_heap_observer *o) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   atomic_store_explicit(&heap.observer, o, memory_order_release);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 void neap__heap_with_lock(void (*fn)(void *ctx), void *ctx) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   fn(ctx);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 /* --- the scavenger's access */
 
 uint64_t neap__heap_top(void) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   uint64_t top = heap.grown;
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   return top;
 }
 
@@ -407,11 +413,11 @@ static void align_to_os_pages(uint64_t *lo, uint64_t *hi) {
 
 bool neap__heap_take_unreturned(uint64_t below, uint64_t max, neap_pick_fn *pick, void *ctx, neap_free_run *run) {
   run->n = 0;
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   uint64_t n = 0, base = NEAP_PA_FAIL;
   if (heap.inited) base = neap__pa_find_unscavenged(&heap.pa, below < heap.grown ? below : heap.grown, max, &n);
   if (base == NEAP_PA_FAIL) {
-    neap__unlock(&heap.lock);
+    neap__unlock(&heap_lock);
     return false;
   }
   neap_pick p = {.base = base, .n = n, .dirty = neap__pa_pages_free(&heap.pa) - neap__pa_pages_scavenged(&heap.pa)};
@@ -425,30 +431,30 @@ bool neap__heap_take_unreturned(uint64_t below, uint64_t max, neap_pick_fn *pick
     (void)taken;
     *run = (neap_free_run){.first = p.lo, .n = p.hi - p.lo, .addr = page_addr(p.lo)};
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
   return true;
 }
 
 void neap__heap_put_back(const neap_free_run *run, bool returned, bool lazy) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   neap__pa_free(&heap.pa, run->first, run->n);
   if (returned) {
     neap__pa_mark_scavenged(&heap.pa, run->first, run->n);
     observer()->returned(run->first, run->n, lazy);
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 /* --- looking */
 
 void neap__heap_disable_thp(void) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   heap.nothp = true;
   for (size_t k = 0; k < heap.narenas; k++) neap__os_nohugepage((void *)heap.arenas[k]->base, NEAP_ARENA_SIZE);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
-void neap__heap_fork(neap_fork_phase phase) { neap__lock_fork(&heap.lock, phase); }
+void neap__heap_fork(neap_fork_phase phase) { neap__lock_fork(&heap_lock, phase); }
 
 static void stats_locked(neap_heap_stats *out) {
   out->pages_grown = heap.inited ? neap__pa_pages_grown(&heap.pa) : 0;
@@ -462,13 +468,13 @@ static void stats_locked(neap_heap_stats *out) {
 }
 
 void neap__heap_stats(neap_heap_stats *out) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   stats_locked(out);
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 void neap__heap_walk(neap_heap_stats *out, void (*fn)(void *ctx, neap_span *s), void *ctx) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   stats_locked(out);
   fn(ctx, NULL);
   for (size_t k = 0; k < heap.narenas; k++) {
@@ -482,7 +488,7 @@ void neap__heap_walk(neap_heap_stats *out, void (*fn)(void *ctx, neap_span *s), 
       pg += s->npages - 1;
     }
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 #if NEAP_TESTING
@@ -496,18 +502,18 @@ void neap__heap_check_targets(neap_check_targets *t) {
 }
 
 void neap__heap_each_page(void (*fn)(void *ctx, uint64_t pg, int state, neap_span *s), void *ctx) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   for (size_t k = 0; k < heap.narenas; k++)
     for (uint64_t i = 0; i < NEAP_ARENA_PAGES; i++) {
       uint64_t pg = heap.arenas[k]->first_page + i;
       fn(ctx, pg, heap.inited ? (int)neap__pa_page_state(&heap.pa, pg) : NEAP_PA_NOT_GROWN,
          NEAP_LOAD(&heap.arenas[k]->spans[i]));
     }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 
 void neap__heap_check_pages(neap_check *ck) {
-  neap__lock(&heap.lock);
+  neap__lock(&heap_lock);
   if (heap.inited)
     NEAP_CHECK(ck, neap__pa_check(&heap.pa), "page allocator's summaries, bitmaps or totals are wrong", &heap.pa);
   NEAP_CHECK(ck, heap.reserved == (uint64_t)heap.narenas * NEAP_ARENA_PAGES && heap.grown <= heap.reserved,
@@ -562,6 +568,6 @@ void neap__heap_check_pages(neap_check *ck) {
       NEAP_CHECK(ck, neap__pa_pages_grown(&heap.pa) - neap__pa_pages_free(&heap.pa) == span_pages,
                  "page allocator's pages in use are not the spans' pages", &heap.pa);
   }
-  neap__unlock(&heap.lock);
+  neap__unlock(&heap_lock);
 }
 #endif
