@@ -25,7 +25,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DNEAP_WERROR=ON
 endif
 
-.PHONY: all build demo test bench bench-quick bench-micro bench-programs asan tsan fuzz clean
+.PHONY: all build demo test bench bench-quick bench-micro bench-gc bench-programs asan tsan fuzz clean
 
 all: build
 
@@ -50,6 +50,16 @@ bench-quick: build
 
 bench-micro: build
 	sh bench/run-micro.sh
+
+# The collector benchmarks: binary-trees and GCBench, Boehm GC against
+# malloc/free under neap and glibc (bench/gc.py; libgc-dev is installed
+# when missing and the runner is root).
+bench-gc:
+	@dpkg -s libgc-dev >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgc-dev >/dev/null
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	$(MAKE) --no-print-directory build
+	python3 bench/gc.py --build $(BUILD) --reps 3 --results bench/results $(BENCH_GC_FLAGS)
 
 bench-programs: build
 	bash bench/programs.sh
