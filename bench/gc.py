@@ -25,7 +25,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHES = ["binary_trees", "gcbench"]
+BENCHES = ["binary_trees", "gcbench", "seed"]
+SEED_IDLE_S = 10  # the seed scenario: its -d is the idle period, and it runs on one thread
 
 
 def log(msg):
@@ -52,7 +53,7 @@ def run_once(runstat, binary, preload, args):
         log("bench-gc: %s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()[-300:]))
         return None
     lines = p.stdout.strip().splitlines()
-    kv = dict(f.split("=", 1) for f in lines[0].split() if "=" in f)
+    kv = dict(f.split("=", 1) for line in lines[:-1] for f in line.split() if "=" in f)
     elapsed, user, sys_s, maxrss, minflt, status = lines[-1].split()
     kv.update(elapsed_s=elapsed, user_s=user, sys_s=sys_s, peak_rss_kib=maxrss, minflt=minflt)
     return kv
@@ -63,12 +64,28 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def seed_report(sel, vs):
+    """The seed scenario: RSS after the last 256 MiB buffer is dropped."""
+    out = ["## seed: ten 256 MiB buffers dropped, then %d s quiet" % SEED_IDLE_S, "",
+           "| variant | peak RSS MiB | RSS 1 s after MiB | RSS 5 s after MiB | RSS at the end MiB | collections |",
+           "|---|--:|--:|--:|--:|--:|"]
+    for name, _, _ in vs:
+        rs = [r for r in sel if r["variant"] == name]
+        if not rs:
+            continue
+        m = lambda k: median([int(r[k]) / 1024 for r in rs])
+        gcs = median([int(r["gcs"]) for r in rs])
+        out.append("| %s | %.0f | %.0f | %.0f | %.0f | %s |" % (
+            name, m("peak_rss_kib"), m("rss_1s_kib"), m("rss_5s_kib"), m("rss_idle_kib"), "%d" % gcs if gcs else "-"))
+    return out + [""]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (each runs the whole benchmark)")
-    ap.add_argument("--only", help="comma-separated benchmarks: binary_trees, gcbench")
+    ap.add_argument("--only", help="comma-separated benchmarks: binary_trees, gcbench, seed")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--results", default=None)
@@ -82,11 +99,12 @@ def main():
     rows = []
     for rep in range(args.reps):
         for bench in benches:
-            for t in threads:
+            for t in ([1] if bench == "seed" else threads):
                 order = vs[rep % len(vs):] + vs[:rep % len(vs)]
                 for name, mode, preload in order:
                     binary = os.path.join(args.build, "bench", "gc", "%s_%s" % (bench, mode))
-                    kv = run_once(runstat, binary, preload, ["-t", str(t), "-d", str(args.depth)])
+                    depth = SEED_IDLE_S if bench == "seed" else args.depth
+                    kv = run_once(runstat, binary, preload, ["-t", str(t), "-d", str(depth)])
                     if kv is None:
                         continue
                     kv.update(variant=name, rep=rep + 1)
@@ -95,7 +113,8 @@ def main():
                         rep + 1, args.reps, bench, t, name, float(kv["work_s"]), int(kv["peak_rss_kib"]) / 1024,
                         kv["gcs"], kv["pause_mean_ms"], kv["pause_max_ms"]))
     fields = ["variant", "bench", "threads", "depth", "rep", "work_s", "elapsed_s", "user_s", "sys_s",
-              "peak_rss_kib", "minflt", "gcs", "pause_mean_ms", "pause_max_ms", "pause_total_ms", "check"]
+              "peak_rss_kib", "minflt", "gcs", "pause_mean_ms", "pause_max_ms", "pause_total_ms", "rss_1s_kib",
+              "rss_5s_kib", "rss_idle_kib", "check"]
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -104,6 +123,9 @@ def main():
               "Depth %d, %d repetitions, medians; ratios against Boehm in the same run. A run counts only "
               "with the same check value as the others." % (args.depth, args.reps), ""]
     for bench in benches:
+        if bench == "seed":
+            report += seed_report([r for r in rows if r["bench"] == "seed"], vs)
+            continue
         for t in threads:
             sel = [r for r in rows if r["bench"] == bench.replace("_", "-") and int(r["threads"]) == t]
             checks = {r["check"] for r in sel}
