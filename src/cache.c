@@ -27,7 +27,8 @@
  *     tests one decrement: a span keeps live - refile_at, `countdown`);
  *     taking a span back for one or two objects would cost more than they
  *     are worth. The current span is parked too when it is used up with
- *     less than a quarter free and another span has room.
+ *     less than a quarter free and another span has room, or with none
+ *     free.
  *   - own_empty: owned spans that emptied, kept for the next refills, up
  *     to 128 KiB per class and 2 MiB in all, but always the first of a
  *     class (see keep_empty).
@@ -61,9 +62,9 @@
  *     at 32 objects the mixed microbenchmark spilled 7 objects in 100
  *     and ran 12% behind tcmalloc; grown, its stacks take some 9,000
  *     places (2 MiB), spill next to nothing, and it runs level
- *     (bench/results/2026-11-23-micro.md). When the budget is reached, a
- *     rebalance takes back half of what the classes that have not
- *     overflowed since the last one grew.
+ *     (bench/results/2026-11-23-micro.md). When the budget is reached
+ *     (checked every 32 overflows), a rebalance takes back half of what
+ *     the classes that have not overflowed since the last one grew.
  *   - none was: a run of frees (a program freeing what it built). The
  *     stack halves, down to its start, and gives back everything. Keeping
  *     such a run would pin a span for every object kept (freed at random,
@@ -104,11 +105,13 @@
  * would have caught it, are not read on the fast path.
  *
  * Frees by other threads (central.c has the protocol) set bits in the
- * span's remote bitmap. The current span merges them when it runs dry;
- * for parked spans the freer notifies the span's central, whose next drain
- * forwards the span to its owner's inbox, which the owner drains when it
- * needs room. Nothing but the inbox is shared: the cache's lists and the
- * spans' in-use bitmaps are this thread's alone. The price: objects other
+ * span's remote bitmap. The first such free into a span since its owner
+ * last looked notifies the span's central, whose next drain forwards the
+ * span to its owner's inbox, which the owner drains when it needs room;
+ * the current span also merges them when it runs dry. Shared with other
+ * threads: the inbox, and the kept empty spans, which a trim may take
+ * (under the cache's empty lock); the other lists and the spans' in-use
+ * bitmaps are this thread's alone. The price: objects other
  * threads free into the spans of a thread that has gone quiet (blocked,
  * never allocating again) wait in its inbox until it next allocates or
  * exits, as with mimalloc's thread heaps; no one else may write those
@@ -116,10 +119,11 @@
  *
  * Statistics never touch the fast paths: each slot counts the objects it
  * handed out a window at a time, and live objects are read from the spans
- * themselves (stats.c). A thread's cache is handed back when
- * the thread exits (a pthread key destructor) or on neap_thread_flush().
- * Locking: the registry mutex guards the list of caches and the totals of
- * caches that have gone.
+ * themselves (stats.c). A thread's cache is flushed and retired when the
+ * thread exits (a pthread key destructor), flushed only on
+ * neap_thread_flush(). Locking: the registry mutex guards the list of
+ * caches and the totals of caches that have gone; each cache's empty lock
+ * (a spin lock) its kept empty spans, which trims by other threads take.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -345,7 +349,7 @@ static void give_back(neap_cache *c, neap_span *s) {
  * and over) sends every span of a burst through the page heap and back
  * (with 32 KiB per class and no total it ran 16% slower; a 1 MiB total
  * keeps half the gain). The cost is bounded like a tcmalloc thread cache
- * (4 MiB by default): at most about 4 MiB per thread, handed back when the
+ * (4 MiB by default): at most about 4 MiB per thread, given back when the
  * thread exits or flushes, or by the scavenger once the thread has not
  * refilled for a release delay (trim). */
 #define KEEP_EMPTY_BYTES (128u << 10)
@@ -627,7 +631,7 @@ static void drain_inbox(neap_cache *c) {
     if (NEAP_LOAD(&s->owner) != c) {
       /* Forwarded while we were giving it back: it is not ours any more
        * (only this thread makes a span ours). Its NOTIFIED is still set;
-       * return the notification to the central, which knows the owner. */
+       * push it on the central's pending stack, which knows the owner. */
       neap__central_notify(s);
       s = next;
       continue;
@@ -651,7 +655,7 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   slot->inuse = neap__span_inuse(s, w);
   uint64_t bits = neap__span_free_bits(s, w);
   slot->base = s->base + (uintptr_t)w * 64u * s->elemsize;
-  /* The whole window counts as allocated until it is given up; the
+  /* The whole window counts as allocated until it is dropped; the
    * sequence count lets the statistics read the pair consistently (the
    * fences cost nothing on x86, and this runs once per 64 objects). */
   unsigned k = neap__popcount(bits);
@@ -665,7 +669,7 @@ static void load_window(neap_slot *slot, neap_span *s, unsigned w) {
   atomic_store_explicit(&slot->seq, q + 2, memory_order_release);
 }
 
-/* Give up the untaken rest of the current window. */
+/* Drop the untaken rest of the current window. */
 static void drop_window(neap_slot *slot) {
   unsigned k = neap__popcount(NEAP_LOAD(&slot->bits));
   add_live(slot->span, -(int32_t)k);
@@ -901,8 +905,8 @@ void neap__cache_flush(neap_cache *c) {
     while (!list_empty(&c->own_full[cls])) give_back(c, list_first(&c->own_full[cls]));
   }
   trim_one(c);
-  /* Spans forwarded to us before we gave them up are their centrals' now,
-   * still NOTIFIED: hand the notification back to the central. */
+  /* Spans forwarded to us before we gave them back are their centrals'
+   * now, still NOTIFIED: push them on their centrals' pending stacks. */
   neap_span *s = atomic_exchange_explicit(&c->inbox, NULL, memory_order_acquire);
   while (s != NULL) {
     neap_span *next = s->pending_next;

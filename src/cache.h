@@ -73,7 +73,7 @@ _Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,
 
 /* The free mark. Every free object's first two words hold (next, mark):
  * next links the free stack holding it (0 or anything in its span), and
- *   mark = address ^ next ^ key,
+ *   mark = next ^ key,
  * where key is NEAP_MARK_KEY | (address of the slot whose stack holds it)
  * on a stack, and NEAP_MARK_KEY alone in its span (cache.c). The mark
  * covers the link, so a pop that finds the mark whole may follow it; it
@@ -81,7 +81,7 @@ _Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,
  * of this one's; and a key's top bits make it a non-canonical address, so
  * that no value a program stores by chance (pointers, small numbers,
  * zero) makes an object look free. Handing an object out zeroes its
- * mark: what is left, address ^ next, has the top bits of an address. */
+ * mark: what is left, next, has the top bits of an address. */
 #define NEAP_MARK_TAG 0xa5c3u
 #define NEAP_MARK_KEY ((uint64_t)NEAP_MARK_TAG << 48)
 /* The key object p's first two words hold (a free object's stack's, or
@@ -225,7 +225,7 @@ NEAP_INLINE neap_cache *neap__cache_mine(void) {
 neap_cache *neap__cache_get_slow(void);   /* creates this thread's cache; NULL on ENOMEM or when exiting */
 /* For a thread whose cache was destroyed at exit (its last pthread key
  * destructors may still allocate): one object through a cache that is
- * made, used and given back at once. */
+ * made, used, flushed and retired at once. */
 bool neap__cache_exiting(void);
 void *neap__cache_alloc_exiting(unsigned cls, bool zero);
 /* Counts large objects in this thread's cache as they are made (objects
@@ -234,7 +234,7 @@ void *neap__cache_alloc_exiting(unsigned cls, bool zero);
  * count nothing. */
 void neap__cache_count_large(uint64_t objects, uint64_t bytes);
 void *neap__cache_refill(neap_cache *c, neap_slot *slot); /* next object of the slot's class, or NULL with ENOMEM */
-void neap__cache_flush(neap_cache *c);    /* hands every span back */
+void neap__cache_flush(neap_cache *c);    /* gives every span back */
 /* In the child, the caches of the parent's other threads are abandoned:
  * such a thread may have been halfway through changing its cache when
  * fork copied it, so nothing may walk those caches again. Their spans stay
@@ -246,7 +246,8 @@ void neap__cache_free_remote(neap_span *s, uintptr_t p);
  * spans kept by caches that have not refilled since the previous trim;
  * LIMIT and RELEASE, every kept span, and every thread's free stacks at
  * its next slow path (RELEASE: this thread's now); PENDING counts the
- * kept pages. Takes the registry lock; call with no other neap lock held. */
+ * kept pages. Takes the registry lock; call with no neap lock held but
+ * SCAV_WORK (lock.h). */
 size_t neap__cache_reclaim(neap_reclaim why);
 void neap__cache_inbox_push(neap_cache *owner, neap_span *s);
 /* The free of small object p of span s, checked (malloc.c: checked_span),

@@ -6,10 +6,12 @@
  *   pending   a lock-free stack of spans that received remote frees while
  *             in this central (pushed by the freeing thread, drained under
  *             the lock by the next thread that needs a span of this class,
- *             or by the heap before it grows)
+ *             or by the reclaimer: before the heap grows, for the limit,
+ *             for neap_release)
  *
- * There is no global lock for small objects: two threads contend only if
- * they refill the same size class at the same moment.
+ * A central's lock is contended only by two threads that refill the same
+ * size class at the same moment; fresh spans and emptied ones go through
+ * the heap lock.
  *
  * The remote-free protocol. A thread freeing an object of a span it does
  * not own (span->owner != its cache) touches only two atomic words:
@@ -23,11 +25,12 @@
  * Whoever owns the span merges remote bits into the in-use bitmap and
  * subtracts what it merged from rword's count, so count = frees announced
  * but not merged. The owner is a thread cache while CACHED is set (it owns
- * every span it allocates from until the span empties or the thread
- * exits), otherwise the central (under its lock). Notifications always go
- * to the central of the span's class, a target that never changes; a
- * drain forwards spans that a cache owns to that cache's inbox, under the
- * central lock, which every change of ownership also takes.
+ * every span it allocates from until it gives the span back: one that
+ * empties beyond what it keeps, a trim, a flush), otherwise the central
+ * (under its lock). Notifications always go to the central of the span's
+ * class, a target that never changes; a drain forwards spans that a cache
+ * owns to that cache's inbox, under the central lock, which every change
+ * of ownership but a new span's also takes.
  *
  * A span is given back to the page heap only by a CAS of rword from
  * exactly {count 0, no flags} (or {count 0, NOTIFIED} by the drainer that
@@ -35,8 +38,11 @@
  * keeps count > 0 until its bit is merged, so no span is freed under an
  * in-flight free; a freer arriving after DEAD is a double free.
  *
- * Each span is on the pending stack at most once: only the thread that
- * sets NOTIFIED pushes, and only the drainer, after popping, clears it.
+ * Each span is on the pending stack at most once: NOTIFIED goes with the
+ * span (the freer that sets it, a drainer that re-queues a span with a
+ * free in flight, a cache handing back a forwarded span it no longer
+ * owns); whoever holds it pushes, and only a drainer, after popping,
+ * clears it.
  * Locking: one lock per central, never two at once (lock.h has the
  * order); the gate below for fork.
  */
@@ -58,7 +64,7 @@ static neap_central centrals[NEAP_NUM_CLASSES] = {
  * but holding all 68 across it would be more mutexes than
  * ThreadSanitizer lets one thread hold (64). The forking thread takes the
  * gate instead, and freezes the centrals one at a time: it sets `frozen`
- * under each lock and gives the lock back. A thread that then takes a
+ * under each lock and unlocks it. A thread that then takes a
  * frozen central's lock lets it go and waits at the gate until the fork is
  * over; so from the last freeze on, no thread is inside a central, and the
  * child makes the centrals' mutexes anew (one may be held for the moment

@@ -59,7 +59,7 @@ bool neap__check_cache_known(const neap_check *ck, const neap_cache *c);
 uint64_t neap__check_pending_chain(neap_check *ck, neap_span *s, const char *what);
 
 /* Each layer's part, in the order check.c calls them (the lock order). */
-void neap__scav_check_hold(bool hold);        /* takes / releases the scavenger's work lock */
+void neap__scav_check_hold(bool hold);        /* locks / unlocks the scavenger's work lock */
 void neap__cache_check(neap_check *ck);       /* registry lock */
 void neap__central_check(neap_check *ck);     /* each central's lock in turn */
 void neap__heap_check_pages(neap_check *ck);  /* heap lock: pages, arenas, the page map */

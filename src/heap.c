@@ -27,10 +27,9 @@
  * reclaimers (hooks the frontends register: the central lists give back
  * the spans other threads' frees emptied) and then grows by whole 4 MiB
  * chunks at the frontier: it commits them (os layer) and adds them to the
- * page allocator as free and returned, i.e. fresh from the OS and known to
- * read as zero. A commit that fails leaves the heap as it was (the chunks
- * committed before the failure stay usable) and the allocation fails with
- * ENOMEM.
+ * page allocator as free and scavenged, i.e. fresh from the OS and known
+ * to read as zero. A commit that fails stops the growth there: the chunks
+ * committed before it are added, and the allocation fails with ENOMEM.
  *
  * The memory limit bounds what neap holds from the OS: grown pages not
  * returned, plus metadata. An allocation that could pass it first runs the
@@ -49,8 +48,8 @@
  *
  * Invariants: the page map's entry of a page is a span iff the page belongs
  * to that span; pages_inuse is the sum of the spans' pages; the page
- * allocator's pages in use are pages_inuse plus never-grown fence pages
- * (not counted: they are not grown).
+ * allocator's grown pages in use are pages_inuse plus the run the
+ * scavenger has borrowed while it returns it (fence pages are never grown).
  *
  * Locking: one mutex, the heap lock, around every page-allocator call and
  * every change to the page map and the arenas; the observer's calls

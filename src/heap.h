@@ -14,7 +14,7 @@
  * is aligned to `align` (a power of two; <= NEAP_PAGE_SIZE means no
  * constraint): sets s->base, s->first_page and s->npages and maps every
  * page to s in the page map, with a zero page info (the frontend writes
- * its own: pagemap.h). s must be whole before the call, kind and state
+ * its own: pagemap.h). s must be whole before the call, class and state
  * included: the heap's walkers (neap__heap_walk) may read it as soon as
  * its pages are mapped. *zeroed says whether the memory is known to read as
  * zero. Reclaims (below) and grows the heap as needed, under the memory
@@ -35,11 +35,13 @@ typedef enum neap_reclaim {
   NEAP_RECLAIM_IDLE,    /* the scavenger's round: what idle holders keep */
   NEAP_RECLAIM_LIMIT,   /* the memory limit: everything (threads' free stacks at their next slow path) */
   NEAP_RECLAIM_RELEASE, /* neap_release: everything, this thread's free stacks now */
-  NEAP_RECLAIM_PENDING, /* no action: how many pages an IDLE round would give back */
+  NEAP_RECLAIM_PENDING, /* no action: how many pages the holders keep (an upper bound for IDLE) */
 } neap_reclaim;
 /* A reclaimer gives empty spans it holds back to the heap (through
- * neap__heap_free_pages) and returns how many pages; called with no neap
- * lock held. */
+ * neap__heap_free_pages) and returns how many pages (for PENDING: counts
+ * them and gives nothing); called with no neap lock held but the
+ * scavenger's work lock (SCAV_WORK, which ranks outside every lock a
+ * reclaimer takes). */
 typedef size_t neap_reclaimer(neap_reclaim why);
 #define NEAP_MAX_RECLAIMERS 4
 void neap__heap_add_reclaimer(neap_reclaimer *fn);
@@ -47,7 +49,8 @@ void neap__heap_add_reclaimer(neap_reclaimer *fn);
 size_t neap__heap_reclaim(neap_reclaim why);
 
 /* What the heap tells the scavenger, which keeps its own index of the
- * pages (scav.c). All but after_alloc are called under the heap lock. */
+ * pages (scav.c). All but after_alloc and kick are called under the heap
+ * lock. */
 typedef struct neap_heap_observer {
   int (*arena_added)(size_t k);                   /* arena k joined: 0 or ENOMEM */
   void (*grew)(uint64_t bytes);                   /* the heap now has this many bytes grown */
@@ -55,8 +58,8 @@ typedef struct neap_heap_observer {
                                                      lazily (MADV_FREE: they may hold old data) */
   void (*freed)(uint64_t first, uint64_t n);      /* pages came back from a span */
   void (*returned)(uint64_t first, uint64_t n, bool lazy); /* free pages went back to the OS */
-  void (*after_alloc)(void);                      /* after pages were taken, the heap lock released */
-  void (*kick)(void);                             /* pages were freed, the heap lock released */
+  void (*after_alloc)(void);                      /* after pages were taken, the heap unlocked */
+  void (*kick)(void);                             /* pages were freed, the heap unlocked */
 } neap_heap_observer;
 void neap__heap_set_observer(const neap_heap_observer *o);
 

@@ -12,8 +12,13 @@
  *
  * fork. POSIX copies only the calling thread. A lock another thread held
  * at that moment would stay locked forever in the child, so the prepare
- * handler takes every neap lock in the lock order (lock.h), but for the
- * centrals', which their gate stops instead (central.c); the parent's
+ * handler takes, in the lock order (lock.h), every neap lock a thread may
+ * hold across a call: not the heap checker's (tests), not the caches'
+ * empty spin locks (another thread's trim holds one only under the
+ * registry lock, which is taken; an owner holds its own for a few list
+ * operations, and the child abandons the other threads' caches), not the
+ * scavenger's wake-up lock (made anew in the child), and not the
+ * centrals', which their gate stops instead (central.c). The parent's
  * handler unlocks them and the child's makes them anew (lock.h: an
  * error-checking mutex is unlocked only by the thread that took it, and
  * the child's thread is another). While they are held no other thread is

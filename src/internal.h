@@ -1,7 +1,7 @@
 /* Declarations shared between neap's layers. Nothing here is public.
  *
- * Glossary: the Go runtime's vocabulary in C, one word per meaning; every
- * name and comment in src/ uses it.
+ * Glossary: the Go runtime's vocabulary in C, one word per meaning, for the
+ * names and comments of src/.
  *
  * Memory, largest first:
  *   arena      64 MiB of address space reserved at once, 64 MiB-aligned;
@@ -29,7 +29,8 @@
  *   window     the free objects of one 64-object word of the current span,
  *              as a bit mask the fast path takes from.
  *   free stack a slot's LIFO of freed objects, linked through their memory.
- *   free mark  the two words a free object holds (its link and a key).
+ *   free mark  the two words a free object holds: its link, and the link
+ *              xor a key (cache.h).
  *   central    one per class (mcentral): the spans no cache owns, on a
  *              partial and a full list, and its pending stack (central.c).
  *   pending stack, inbox
@@ -37,7 +38,9 @@
  *              a central's, and the owning cache's.
  *   page heap  the backend (mheap): pages for spans of any kind (heap.c),
  *              placed by the page allocator (pagealloc.c).
- *   reclaimer  a frontend's function the page heap calls when it is short.
+ *   reclaimer  a frontend's function that gives back the spans it holds
+ *              empty, or counts them (heap.h: run when the heap is short or
+ *              over its limit, in the scavenger's rounds, for neap_release).
  *   scavenger  the thread and the passes that return free pages (scav.c),
  *              with its index: per-page clocks, lazy bits, chunk densities.
  *
@@ -45,28 +48,35 @@
  *   allocate, free  objects, by the program; an object is freed into its
  *              span (its in-use bit cleared by the owner, or its remote bit
  *              set by another thread).
- *   take       get memory from the layer below: a cache takes a span from
- *              its central, a central takes pages from the page heap.
+ *   take       get a thing from where it is kept: an object from a window
+ *              or a free stack, a span off a list, memory from the layer
+ *              below (a cache takes a span from its central, a central
+ *              pages from the page heap).
  *   give back  memory goes down one layer: objects from a free stack into
  *              their spans, a span from a cache to its central, a span's
  *              pages to the page heap.
- *   spill      a free stack gives back its older objects.
+ *   spill      a free stack gives back its older objects (or all of them).
  *   park       the current span leaves its slot for an own list.
  *   refile     an owned span moves between its cache's lists as its live
  *              count crosses refile_at.
  *   drain      empty a pending stack or an inbox, handling each span.
- *   trim       a cache gives back what it keeps beyond its need (kept
- *              empty spans, grown free stacks): when idle, or when asked.
+ *   trim       a cache gives back what it keeps for later: its kept empty
+ *              spans (idle, limit, release) and every object on its free
+ *              stacks (limit, release).
  *   flush      a cache gives back everything (thread exit, neap_thread_flush).
  *   retire     a flushed cache's counts join the process's totals and its
  *              record is freed.
  *   abandon    a forked child stops using the parent's other threads' caches.
- *   reclaim    the page heap asks its reclaimers for pages.
- *   return     free pages go back to the OS (madvise); a page returned and
- *              not reused since is scavenged (the page allocator's bit).
- *   release    only in public names, after Go's HeapReleased: return now
- *              (neap_release), bytes returned (heap_released), the delay
- *              before returning (NEAP_RELEASE_DELAY).
+ *   reclaim    run the reclaimers (the page heap, the scavenger, the limit).
+ *   return     free pages go back to the OS (madvise); a page returned, or
+ *              fresh from the OS, and not reused since is scavenged (the
+ *              page allocator's bit). The scavenger borrows the runs it
+ *              returns from the page heap, which lends them.
+ *   release    only in public names and what mirrors them, after Go's
+ *              HeapReleased: return now (neap_release, and the reclaim
+ *              reason RELEASE), bytes returned (heap_released), the delay
+ *              before returning (NEAP_RELEASE_DELAY, the release delay).
+ * Locks are locked and unlocked; the scavenger thread sleeps and wakes.
  *
  * Internal names shared between files start with neap__; everything else
  * is static. Build-time debug levels (NEAP_DEBUG, default 0):

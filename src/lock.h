@@ -1,4 +1,4 @@
-/* neap's locks: their order, and one way to take, give and reset them
+/* neap's locks: their order, and one way to lock, unlock and reset them
  * around fork.
  *
  * The lock order is the list of ranks below, outermost first: a thread
@@ -15,8 +15,9 @@
  * handler that interrupted it inside neap (malloc is not async-signal-safe):
  * it gets a one-line diagnostic and an abort instead of a deadlock.
  *
- * fork: the prepare handlers take the locks in rank order (init.c); in the
- * parent they are unlocked, in the child made anew (the child's thread
+ * fork: the prepare handlers take the locks in rank order (init.c says
+ * which and why not the others); in the parent they are unlocked, in the
+ * child made anew (the child's thread
  * has another id, and an error-checking mutex is only unlocked by its
  * owner). The centrals' many locks are not held across fork: a gate
  * stops them instead (central.c).

@@ -433,7 +433,7 @@ void *neap_realloc(void *p, size_t size) {
   } else {
     usable = neap__span_bytes(s);
     if (size > NEAP_SMALL_MAX) {
-      /* Large stays large: trim the tail in place, or grow into the free
+      /* Large stays large: shrink in place, or grow into the free
        * pages that follow it when there are any. */
       size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
       if (npages == s->npages) return p;

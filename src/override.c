@@ -15,8 +15,8 @@
  *     alignment that is not a power of two is rounded up to one;
  *   - malloc_usable_size: neap_usable_size (0 for memory neap does not
  *     own, following NEAPDEBUG=warnforeign);
- *   - malloc_trim(pad): gives emptied spans back to the page heap and every
- *     free page back to the OS now; 1 if any memory went back. pad is
+ *   - malloc_trim(pad): gives emptied spans back to the page heap and
+ *     returns every free page to the OS now; 1 if any memory went back. pad is
  *     ignored: neap keeps no top-of-heap slack to trim to;
  *   - mallinfo2/mallinfo: neap's own figures in glibc's fields (see
  *     fill_mallinfo); mallinfo clamps them to int, as it must;

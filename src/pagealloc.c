@@ -2,7 +2,7 @@
  *
  * What it owns. The state of every page of the dense page-index space
  * [0, 2^29): in use or free, and for free pages whether their memory is
- * "scavenged" (handed back to the OS, or fresh from it, so it reads as
+ * "scavenged" (returned to the OS, or fresh from it, so it reads as
  * zero). It knows nothing of addresses: heap.c maps indexes to memory, and
  * nothing here ever touches heap memory.
  *

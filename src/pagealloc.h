@@ -42,7 +42,7 @@ typedef struct neap_pagealloc {
  * allocator is still zero. */
 int neap__pa_init(neap_pagealloc *pa);
 
-/* Give every reservation back and zero *pa (tests use it between cases). */
+/* Unmap every reservation and zero *pa (tests use it between cases). */
 void neap__pa_destroy(neap_pagealloc *pa);
 
 /* Add pages [base, base+npages), both multiples of NEAP_CHUNK_PAGES and not

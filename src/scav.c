@@ -1,4 +1,4 @@
-/* The scavenger: gives free memory back to the OS, promptly and paced
+/* The scavenger: returns free memory to the OS, promptly and paced
  * (Go's bgscavenge, as a pthread), and enforces the memory limit.
  *
  * What it owns: its index of the pages (below), the passes that return
@@ -16,7 +16,7 @@
  *
  * Policy. A free page goes back once it has stayed free for the release
  * delay (NEAP_RELEASE_DELAY, default 1 s). A pass walks the free pages not
- * yet returned from the highest address down (the heap lends it one run
+ * yet returned from the highest page index down (the heap lends it one run
  * at a time: neap__heap_take_unreturned),
  * skips those younger than the delay and those in dense chunks (496 of
  * 512 pages in use now, or dense less than a delay ago: splitting a huge
@@ -58,19 +58,21 @@
  * free pages are: one madvise returns 256 MiB of whole blocks in ~10 ms on
  * the development VM, but 300 MiB of free pages scattered one by one among
  * live spans take 40,000 calls and ~500 ms (~13 us a call there). Passes work in
- * quanta of at most 4 MiB (one chunk, one madvise), checking the bucket
- * between them. With nothing young to wait for, the thread parks on a
+ * quanta of about 4 MiB (runs are taken until the quantum's bytes are
+ * reached), checking the bucket between them. With nothing young to wait for, the thread sleeps on a
  * condition variable and the heap wakes it when pages are freed (a kick:
  * one relaxed load on the span-free path); an idle process with nothing to
  * return is woken only to refresh its stats file (statsfile.c: every 8 s
- * at most once nothing changes; never with NEAP_STATS_DIR=off). With idle
- * caches still holding spans it wakes once per delay to take them.
+ * at most once nothing changes; never with NEAP_STATS_DIR=off). With
+ * caches still keeping empty spans it wakes once per delay to trim the
+ * idle ones.
  *
  * Memory limit (NEAP_MEMLIMIT, or NEAP_MEMLIMIT_FRACTION of the cgroup's
  * limit: memlimit.c). It bounds what neap holds from the OS: grown pages
  * not returned, plus metadata. An allocation that could take neap past it
  * first runs, synchronously, the heap's reclaimers (every cache's kept
- * spans, the centrals' empty ones) and then this file's return function
+ * spans and, at its next slow path, each thread's free stacks; the
+ * centrals' empty spans) and then this file's return function
  * (neap__scav_limit_return), which returns free pages regardless of delay
  * and density down to 95% of the limit (heap.c has the rest). The
  * background thread pursues the same 95% goal with forced passes while
@@ -131,7 +133,7 @@ static struct {
   bool kicked;
   _Atomic int state;
   _Atomic bool big;       /* the heap has grown past START_BYTES */
-  _Atomic bool parked;    /* waiting for a kick, with no timeout */
+  _Atomic bool asleep;    /* waiting for a kick, with no timeout */
   neap__pacer pacer;      /* the thread's only */
   uint64_t cursor;        /* where the background pass continues */
   uint32_t last_trim_ms;
@@ -576,7 +578,7 @@ static step_result background_step(uint32_t now) {
   return r;
 }
 
-/* How long to sleep after a step (ms); UINT32_MAX: park until kicked. */
+/* How long to sleep after a step (ms); UINT32_MAX: sleep until kicked. */
 static uint32_t sleep_after(const step_result *r) {
   if (r->budget_out) {
     uint64_t ms = neap__pacer_wait_ns(&scav.pacer) / 1000000u + 1;
@@ -631,12 +633,12 @@ static void *scav_main(void *arg) {
     if (ms == UINT32_MAX) {
       /* Park. Set the flag, then look once more: a free that finds the
        * flag clear happened before this look and is seen by it. */
-      atomic_store(&scav.parked, true);
+      atomic_store(&scav.asleep, true);
       neap_heap_stats hs;
       neap__heap_stats(&hs);
       bool idle_caches = neap__heap_reclaim(NEAP_RECLAIM_PENDING) != 0;
       if (hs.pages_free > hs.pages_scavenged || idle_caches) {
-        atomic_store(&scav.parked, false);
+        atomic_store(&scav.asleep, false);
         long delay = neap__opt.release_delay;
         ms = delay < 0 ? UINT32_MAX : (uint32_t)(delay < (long)MIN_SLEEP_MS ? MIN_SLEEP_MS : delay);
         if (ms == UINT32_MAX) ms = 1000;
@@ -647,7 +649,7 @@ static void *scav_main(void *arg) {
     uint32_t pub_ms = neap__statsfile_tick(neap__os_now_ms());
     if (pub_ms < ms) ms = pub_ms;
     wait_ms(ms);
-    atomic_store(&scav.parked, false);
+    atomic_store(&scav.asleep, false);
   }
   return NULL;
 }
@@ -695,13 +697,13 @@ static void heap_grew(uint64_t bytes) {
     atomic_store_explicit(&scav.big, true, memory_order_relaxed);
 }
 
-/* Pages were freed: wakes a parked scavenger (one relaxed load when there
+/* Pages were freed: wakes a sleeping scavenger (one relaxed load when there
  * is nothing to do). Never starts the thread: frees may run under a
  * central's lock, and pthread_create allocates (it could need that very
  * lock). */
 static void kick(void) {
   if (NEAP_LIKELY(atomic_load_explicit(&scav.state, memory_order_relaxed) == ST_RUNNING) &&
-      atomic_load(&scav.parked) && atomic_exchange(&scav.parked, false)) {
+      atomic_load(&scav.asleep) && atomic_exchange(&scav.asleep, false)) {
     neap__lock(&scav.lock);
     scav.kicked = true;
     pthread_cond_signal(&scav.cond);
@@ -773,7 +775,7 @@ void neap__scav_totals(neap_scav_totals *out) {
 
 #if NEAP_TESTING
 /* One background step at `now` for tests (no thread needed): returns the
- * sleep it would choose (UINT32_MAX: park) and the bytes it returned. */
+ * sleep it would choose (UINT32_MAX: until kicked) and the bytes it returned. */
 uint32_t neap__scav_test_step(uint32_t now, size_t *returned) {
   if (scav.pacer.rate_bp == 0) neap__pacer_init(&scav.pacer, neap__opt.scavenger_cpu, neap__os_nanotime());
   step_result r = background_step(now);
@@ -788,12 +790,13 @@ void neap__scav_fork(neap_fork_phase phase) {
     return;
   }
   if (phase == NEAP_FORK_CHILD) {
-    /* No scavenger thread here: reset, and let the next kick start one. */
+    /* No scavenger thread here: reset, and let the next allocation's
+     * after_alloc start one. */
     neap__lock_fork(&scav.work, phase);
     neap__lock_init(&scav.lock);
     scav.cond_ready = false;
     scav.kicked = false;
-    atomic_store(&scav.parked, false);
+    atomic_store(&scav.asleep, false);
     if (atomic_load(&scav.state) != ST_OFF) atomic_store(&scav.state, ST_NONE);
     return;
   }

@@ -7,7 +7,7 @@
 #include "lock.h"
 
 /* Registers the scavenger with the heap as its observer (init.c, once):
- * from then on the heap tells it which pages it takes, frees and returns,
+ * from then on the heap tells it which pages are taken, freed and returned,
  * and it keeps its index and starts its thread from there. */
 void neap__scav_register(void);
 /* The memory limit's return function (heap.h: neap__heap_set_limit):
@@ -44,9 +44,9 @@ int64_t neap__pacer_credit_ns(const neap__pacer *p);
 uint64_t neap__pacer_wait_ns(const neap__pacer *p); /* until credit is positive again */
 #if NEAP_TESTING
 /* One background step at `now` (os.h's fake clock), as the thread would
- * take it: returns the sleep it would choose (UINT32_MAX: park) and the
+ * take it: returns the sleep it would choose (UINT32_MAX: until kicked) and the
  * bytes it returned. */
-uint32_t neap__scav_test_step(uint32_t now, size_t *released);
+uint32_t neap__scav_test_step(uint32_t now, size_t *returned);
 #endif
 
 #endif

@@ -26,8 +26,8 @@
  * the index of the tail (the bytes after the last object, if any): a
  * pointer to the tail passes the free path's start-of-object test (its
  * offset is a multiple of the object size), then fails on its free mark
- * (cache.c writes it there) or, in a slow path, on its remote bit, which
- * spares the fast path a bounds check. Counting live objects subtracts the
+ * (cache.c writes it there) or, in a slow path, on the bound check (index
+ * below nelems), which the fast path is spared. Counting live objects subtracts the
  * padding, and a merge of remote bits leaves it.
  *
  * Free objects. Every object free in its span holds, in its first two
@@ -60,7 +60,8 @@
  * A small span is on one list at a time, and leaves it for TRANSIT
  * before it goes on another: whoever holds it then (the thread that took
  * it off, with the lock of the list it left) is the only one to move it.
- * The cache's states are the owner thread's to change, without a lock;
+ * The cache's states are the owner thread's to change, without a lock
+ * (but OWN_EMPTY, which a trim also leaves, under the cache's empty lock);
  * the central's, under its lock. Ownership changes in TRANSIT only, under
  * the central's lock (central.c; a new span, which no other thread can
  * have heard of, without it): the owner and the remote-free word's

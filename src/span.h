@@ -30,7 +30,7 @@ enum {
 /* span->rword: the remote-free word (see central.c for the protocol).
  * Low 32 bits: remote frees announced and not yet merged. */
 #define NEAP_RW_COUNT_MASK 0xffffffffull
-#define NEAP_RW_NOTIFIED (1ull << 32) /* on (or being pushed to) its central's pending stack */
+#define NEAP_RW_NOTIFIED (1ull << 32) /* on (or being pushed to) its central's pending stack or its owner's inbox */
 #define NEAP_RW_CACHED (1ull << 33)   /* held by a thread cache */
 #define NEAP_RW_DEAD (1ull << 34)     /* emptied and being given back to the page heap */
 
@@ -91,8 +91,7 @@ typedef struct neap_span {
    * and bits[2w+1] word w of
    *   remote   freed by another thread, not yet merged.
    * Bits of indexes past the last object are set in both, for good; the
-   * bitmaps reach index nelems, the tail's, so that a free of the tail
-   * finds its remote bit set (see span.c). */
+   * bitmaps reach index nelems, the tail's, set as padding (see span.c). */
   _Atomic uint64_t bits[];
 } neap_span;
 _Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");

@@ -15,7 +15,7 @@
  * Memory states follow the Go runtime: None -> Reserved (PROT_NONE address
  * space, costs no memory) -> Ready (read-write, faulted in on first touch)
  * and back: "return" keeps the range Ready but hands its physical pages to
- * the kernel (madvise), "unmap" gives the range up entirely.
+ * the kernel (madvise), "unmap" removes the range entirely.
  */
 #ifndef NEAP_OS_H
 #define NEAP_OS_H
@@ -53,7 +53,7 @@ int neap__os_commit_meta(void *addr, size_t size);
  * (may be NULL) says whether MADV_FREE was what worked. */
 int neap__os_return(void *addr, size_t size, bool dontneed, bool *lazy);
 
-/* Give a range (reserved or ready) back entirely. */
+/* Unmap a range (reserved or ready) entirely. */
 int neap__os_unmap(void *addr, size_t size);
 
 /* Reserve and commit in one call, anywhere: for off-heap metadata. */
