@@ -162,12 +162,7 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   bool zeroed = false;
   neap_span *s = size <= NEAP_MAX_ALLOC ? neap__span_new(0) : NULL;
   uint64_t npages = size == 0 ? 1 : (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
-  if (s != NULL) {
-    s->sizeclass = 0;
-    s->elemsize = 0;
-    NEAP_STORE(&s->owner, NULL);
-    neap__span_move(s, NEAP_SPAN_LARGE);
-  }
+  if (s != NULL) neap__span_init_large(s);
   if (s == NULL || neap__heap_alloc_pages(s, npages, align, &zeroed) != 0) {
     if (s != NULL) neap__span_delete(s);
     errno = ENOMEM;

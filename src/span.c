@@ -105,6 +105,15 @@ void neap__span_delete(neap_span *s) {
   neap__pool_free(&span_pools[s->nwords], s);
 }
 
+void neap__span_init_large(neap_span *s) {
+  neap_assert(s->nwords == words_for_class(0));
+  s->sizeclass = 0;
+  s->elemsize = 0;
+  NEAP_STORE(&s->owner, NULL);
+  atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
+  neap__span_move(s, NEAP_SPAN_LARGE);
+}
+
 void neap__span_init_small(neap_span *s, unsigned cls) {
   neap_assert(s->nwords == words_for_class(cls));
   s->elemsize = neap__class_size[cls];

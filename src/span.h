@@ -181,6 +181,7 @@ void neap__span_delete(neap_span *s);
  * owner, its objects to be zeroed for calloc. Before the page heap gives
  * it pages (heap.h: its walkers may read it from then on). */
 void neap__span_init_small(neap_span *s, unsigned sizeclass);
+void neap__span_init_large(neap_span *s); /* a large object's record (from neap__span_new(0)), in state LARGE */
 /* Moves remote frees into the in-use bitmap (caller owns the span);
  * returns how many objects it merged. Aborts on a detected double free.
  * Nothing announced, nothing to merge: one load, inline, instead of a

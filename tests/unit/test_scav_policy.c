@@ -113,13 +113,19 @@ static void test_density(void) {
   neap_free(a);
 }
 
-static void test_retention(void) {
-  fake_now = 400000;
+/* From a heap with nothing to return, at time t: 8 MiB touched, and freed
+ * at t + 100 ms. */
+static void free_8mib_at(uint32_t t) {
+  fake_now = t;
   neap_release();
   char *p = neap_malloc(8 * MiB);
   memset(p, 1, 8 * MiB);
-  fake_now = 400100;
+  fake_now = t + 100;
   neap_free(p);
+}
+
+static void test_retention(void) {
+  free_8mib_at(400000);
   /* The program goes on working: more than a delay later the 8 MiB would
    * be due, but it took and gave pages 150 ms ago, so it is busy (its
    * pages wait four delays) and its recent demand says it may want them
@@ -143,12 +149,7 @@ static void test_retention(void) {
  * every quarter delay. Once its CPU goes quiet, the plain delay applies
  * and they go back. */
 static void test_busy(void) {
-  fake_now = 500000;
-  neap_release();
-  char *p = neap_malloc(8 * MiB);
-  memset(p, 1, 8 * MiB);
-  fake_now = 500100;
-  neap_free(p);
+  free_8mib_at(500000);
   size_t rel = 1;
   neap__scav_test_step(fake_now, &rel); /* a first look at the CPU times */
   for (fake_now = 500350; fake_now <= 502600; fake_now += 250) {
