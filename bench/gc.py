@@ -4,8 +4,9 @@ managing their memory, side by side (make bench-gc).
 
 Each benchmark (bench/gc/*.c) is built once per mode by CMake
 (build/bench/gc/NAME_MODE): `boehm` links Debian's libgc (Boehm GC 8.2.2,
-defaults), `malloc` frees explicitly and runs under an allocator chosen
-with LD_PRELOAD (neap's libneap.so, and glibc). Within each repetition the
+defaults), `neap` uses neap's collector (linked with libneap.so), `malloc` frees
+explicitly and runs under an allocator chosen with LD_PRELOAD (neap's
+libneap.so, and glibc). Within each repetition the
 variants run one after another, in an order that rotates from one
 repetition to the next; the report gives medians of time, peak RSS (from
 runstat's wait4, the process's own) and, for collectors, the number of
@@ -41,13 +42,23 @@ def variants(build):
         out.append(("boehm", "boehm", None))
     else:
         log("bench-gc: no Boehm build (apt-get install libgc-dev, then rebuild): left out")
+    out.append(("neap-gc", "neap", None))
+    # Boehm's default free-space divisor 3 grows the heap by about a third of
+    # it between collections: GOGC=67 is the matched setting for peak RSS.
+    out.append(("neap-gc-67", "neap", "NEAP_GC=67"))
     out.append(("neap-malloc", "malloc", os.path.join(build, "libneap.so")))
     out.append(("glibc-malloc", "malloc", None))
     return out
 
 
 def run_once(runstat, binary, preload, args):
-    cmd = [runstat, "--", "env"] + (["LD_PRELOAD=" + preload] if preload else []) + [binary] + args
+    """preload: a library to LD_PRELOAD, or NAME=VALUE to set in the environment."""
+    env = []
+    if preload and "=" in preload:
+        env = [preload]
+    elif preload:
+        env = ["LD_PRELOAD=" + preload]
+    cmd = [runstat, "--", "env"] + env + [binary] + args
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         log("bench-gc: %s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()[-300:]))

@@ -111,7 +111,8 @@ NEAP_API size_t neap_release(void);
  *         enum or bool (plain numbers);
  *   type: gauge, or counter (cumulative, never decreases between
  *         snapshots of one process).
- * The *_sys fields partition sys: everything neap mapped read-write. */
+ * The *_sys fields partition sys: everything neap mapped read-write
+ * (gc_sys, below, included). */
 #define NEAP_STATS_FIELDS(X)                                                                   \
   X(heap_alloc, bytes, gauge, "bytes in live objects (large objects: whole pages)")            \
   X(total_alloc, bytes, counter, "bytes allocated, cumulative")                                \
@@ -132,7 +133,7 @@ NEAP_API size_t neap_release(void);
   X(arena_meta_sys, bytes, gauge, "arena records and the arena index (page-to-span tables)")   \
   X(pagealloc_sys, bytes, gauge, "the page allocator's bitmaps and summaries")                 \
   X(other_sys, bytes, gauge, "metadata mapped and not yet carved out")                         \
-  X(sys, bytes, gauge, "all memory neap mapped read-write: the sum of the *_sys fields")       \
+  X(sys, bytes, gauge, "all memory neap mapped read-write: the sum of the *_sys fields (gc_sys too)") \
   X(held, bytes, gauge, "what neap holds from the OS: sys - heap_released (the limit's measure)") \
   X(reserved, bytes, gauge, "address space reserved for arenas (VSZ, not memory)")             \
   X(memlimit, bytes, gauge, "the memory limit on held (0: none)")                              \
@@ -157,14 +158,42 @@ typedef struct neap_stats_class {
   uint64_t size, mallocs, frees;
 } neap_stats_class_t;
 
-#define NEAP_STATS_VERSION 2
+/* The collector's fields (neap_gc.h), with Go's MemStats names in the
+ * help where Go has them; after by_class, so that a caller built for
+ * version 2 still finds everything it knows where it was. All zero in a
+ * process that never allocated a collected object. */
+#define NEAP_STATS_GC_FIELDS(X)                                                                \
+  X(gc_cycles, count, counter, "collections completed (Go: NumGC)")                            \
+  X(gc_forced, count, counter, "collections by neap_gc_collect or the forced period (Go: NumForcedGC)") \
+  X(gc_idle, count, counter, "collections because the program went quiet")                     \
+  X(gc_heap_live, bytes, gauge, "collected bytes the last collection found live")              \
+  X(gc_heap_alloc, bytes, gauge, "collected bytes now: live plus allocated since the last collection") \
+  X(gc_heap_inuse, bytes, gauge, "bytes in collected spans (part of heap_inuse)")              \
+  X(gc_next, bytes, gauge, "the heap goal: a collection starts when gc_heap_alloc reaches it (Go: NextGC)") \
+  X(gc_last_unix_ns, ns, gauge, "when the last collection ended, Unix time (Go: LastGC)")      \
+  X(gc_pause_total_ns, ns, counter, "time the world was stopped (Go: PauseTotalNs)")           \
+  X(gc_pause_last_ns, ns, gauge, "the last collection's pause")                                \
+  X(gc_pause_max_ns, ns, gauge, "the longest pause so far")                                    \
+  X(gc_cpu_ns, ns, counter, "CPU time spent collecting, all threads")                          \
+  X(gc_cpu_fraction_ppm, count, gauge,                                                         \
+    "collection CPU time in millionths of the process's since the first collection (Go: GCCPUFraction)") \
+  X(gc_root_bytes, bytes, gauge, "roots the last collection scanned: all kinds")               \
+  X(gc_stack_bytes, bytes, gauge, "of those, stacks, registers and TLS")                       \
+  X(gc_global_bytes, bytes, gauge, "of those, static data of the program and its libraries")   \
+  X(gc_malloc_bytes, bytes, gauge, "of those, live malloc'd objects")                          \
+  X(gc_markers, count, gauge, "threads that marked in the last collection")                    \
+  X(gc_percent, count, gauge, "GOGC plus one (0: collection for growth is off)")               \
+  X(gc_sys, bytes, gauge, "the collector's metadata: mark stacks, root tables")
+
+#define NEAP_STATS_VERSION 3
 typedef struct neap_stats {
   uint64_t version; /* NEAP_STATS_VERSION of the library that filled it */
 #define NEAP__STATS_FIELD(name, unit, type, help) uint64_t name;
   NEAP_STATS_FIELDS(NEAP__STATS_FIELD)
-#undef NEAP__STATS_FIELD
   uint64_t nclasses;
   neap_stats_class_t by_class[NEAP_STATS_MAX_CLASSES];
+  NEAP_STATS_GC_FIELDS(NEAP__STATS_FIELD) /* version 3 */
+#undef NEAP__STATS_FIELD
 } neap_stats_t;
 
 /* Fills the first `size` bytes of *s (pass sizeof(neap_stats_t); an
@@ -173,7 +202,7 @@ typedef struct neap_stats {
  *
  * These hold exactly in every snapshot, whatever other threads do:
  *   sys = heap_sys + span_sys + cache_sys + arena_meta_sys + pagealloc_sys
- *         + other_sys;
+ *         + other_sys + gc_sys;
  *   heap_sys = heap_inuse + heap_idle;   heap_idle >= heap_released;
  *   heap_objects = mallocs - frees;      heap_alloc <= heap_inuse;
  *   each class's and the cumulative counters never decrease.

@@ -57,6 +57,7 @@
 
 #include "meta.h"
 #include "track.h"
+#include "gc.h"
 #include "pagemap.h"
 #include "os/os.h"
 
@@ -171,9 +172,11 @@ static bool pagemap_extend(neap_arena *a) {
 int neap__arena_register(neap_arena *a) {
   uintptr_t ai = a->base >> NEAP_ARENA_SHIFT;
   static bool tracked;
-  if (NEAP_VALGRIND && !tracked) { /* heap addresses, not pointers that keep objects alive (track.h) */
+  if (!tracked) { /* heap addresses, not pointers that keep objects alive (track.h, gc.h) */
     NEAP_TRACK_NOT_ROOT(&neap__pagemap, sizeof neap__pagemap);
     NEAP_TRACK_NOT_ROOT(&next_hint, sizeof next_hint);
+    neap__gc_not_root(&neap__pagemap, sizeof neap__pagemap);
+    neap__gc_not_root(&next_hint, sizeof next_hint);
     tracked = true;
   }
   if (ai >> (NEAP_ARENA_L1_BITS + NEAP_ARENA_L2_BITS)) return ENOMEM; /* beyond 48 bits */

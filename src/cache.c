@@ -131,13 +131,16 @@
 
 #include "cache.h"
 #include "central.h"
+#include "gc.h"
 #include "heap.h"
 #include "meta.h"
 #include "stats.h"
 #include "neap.h"
+#include "os/os.h"
 
 neap_cache neap__empty_cache;
 __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec"))) = &neap__empty_cache;
+__thread neap_cache *neap__tls_registered __attribute__((tls_model("initial-exec")));
 
 static neap_mutex reg_lock = NEAP_MUTEX_INIT(REGISTRY);
 static neap_cache *registry;
@@ -194,10 +197,13 @@ static neap_cache *cache_new(void) {
     neap_link *heads[] = {&c->own_partial[cls], &c->own_full[cls], &c->own_empty[cls]};
     for (unsigned i = 0; i < 3; i++) heads[i]->next = heads[i]->prev = heads[i];
   }
+  c->gct.tid = (int)neap__os_gettid();
+  c->gct.internal = neap__tls_internal;
   neap__lock(&reg_lock);
   c->reg_next = registry;
   if (registry) registry->reg_prev = c;
   registry = c;
+  neap__tls_registered = c;
   atomic_fetch_add_explicit(&live_caches, 1, memory_order_relaxed);
   c->stack_epoch = atomic_load_explicit(&stack_epoch, memory_order_relaxed);
   neap__unlock(&reg_lock);
@@ -917,6 +923,7 @@ void neap__cache_flush(neap_cache *c) {
 
 static void cache_destroy(void *arg) {
   neap_cache *c = arg;
+  if (c->gc != NULL) neap__gc_cache_flush(c, true);
   neap__cache_flush(c);
   neap__tls_cache = &neap__empty_cache;
   tls_exiting = true;
@@ -937,6 +944,7 @@ static void unregister_locked(neap_cache *c) {
   else registry = c->reg_next;
   if (c->reg_next) c->reg_next->reg_prev = c->reg_prev;
   c->reg_next = c->reg_prev = NULL;
+  if (neap__tls_registered == c) neap__tls_registered = NULL;
 }
 
 /* Folds a flushed cache's totals into the retired ones and frees it. */
@@ -949,7 +957,9 @@ static void cache_retire(neap_cache *c) {
 
 void neap_thread_flush(void) {
   neap_cache *c = neap__cache_mine();
-  if (c != NULL) neap__cache_flush(c);
+  if (c == NULL) return;
+  if (c->gc != NULL) neap__gc_cache_flush(c, false);
+  neap__cache_flush(c);
 }
 
 void neap__cache_count_large(uint64_t objects, uint64_t bytes) {
@@ -1008,6 +1018,10 @@ void neap__cache_counts(neap_cache_counts *out) {
   neap__unlock(&reg_lock);
 }
 
+void neap__cache_registry_lock(void) { neap__lock(&reg_lock); }
+void neap__cache_registry_unlock(void) { neap__unlock(&reg_lock); }
+neap_cache *neap__cache_registry_first(void) { return registry; }
+
 void neap__cache_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
     neap__lock(&reg_lock);
@@ -1021,6 +1035,7 @@ void neap__cache_fork(neap_fork_phase phase) {
     for (neap_cache *c = registry; c != NULL; c = next) {
       next = c->reg_next;
       if (c != mine) {
+        if (c->gc != NULL) neap__gc_cache_flush(c, false); /* its collected spans go back to their centrals */
         unregister_locked(c);
         abandoned = true;
       }

@@ -165,6 +165,26 @@ NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
   return p;
 }
 
+/* The collector's record of a thread (gcroots.c): found in every cache, so
+ * that every thread neap knows is stopped and scanned. Written by the
+ * thread itself (at its cache's creation and at each stop), read by the
+ * collector while the thread is stopped. */
+#define NEAP_GC_NREGS 23 /* x86-64's general registers in a ucontext */
+typedef struct neap_gc_thread {
+  int tid;                   /* the kernel's thread id */
+  uint8_t internal;          /* one of neap's own threads: never stopped */
+  uint8_t unregistered;      /* neap_gc_unregister_thread: not stopped, not scanned */
+  uint8_t explicit_reg;      /* neap_gc_register_thread (NEAP_GC_THREADS=registered stops only these) */
+  uintptr_t stack_lo, stack_hi; /* the mapping its stack is in (found at its first stop) */
+  uintptr_t tls_lo, tls_hi;  /* its static TLS, when not inside that mapping */
+  uintptr_t sp;              /* the lowest live stack address at the stop */
+  uintptr_t altsp_lo, altsp_hi; /* where the stop's handler ran, when on an alternate signal stack */
+  uint64_t regs[NEAP_GC_NREGS];
+  _Atomic uint32_t acked;    /* the last stop it answered */
+} neap_gc_thread;
+
+struct neap_gc_cache;
+
 struct neap_cache {
   neap_slot slot[NEAP_NUM_CLASSES];
   /* The other spans this cache owns, per class: with free objects, and
@@ -194,6 +214,8 @@ struct neap_cache {
    * page heap's span walk counts the live ones (stats.c). */
   _Atomic uint64_t large_nmalloc, large_bytes_alloc;
   neap_cache *reg_next, *reg_prev;            /* registry of live caches */
+  struct neap_gc_cache *gc;  /* collected allocation (gc.h), made on first use */
+  neap_gc_thread gct;
 };
 
 /* --- the page info's slot offsets (pagemap.h), which the cache gives meaning */
@@ -201,7 +223,8 @@ _Static_assert(offsetof(neap_cache, slot) == 0 && NEAP_NUM_CLASSES * sizeof(neap
                "page info's slot offsets");
 /* The page info's slot offset for span s's pages (NULL: none). */
 NEAP_INLINE uint16_t neap__pinfo_slot_of(const neap_span *s) {
-  return s != NULL && s->sizeclass != 0 ? (uint16_t)(s->sizeclass * sizeof(neap_slot)) : 0;
+  return s != NULL && s->sizeclass != 0 && s->kind == NEAP_KIND_MALLOC ? (uint16_t)(s->sizeclass * sizeof(neap_slot))
+                                                                        : 0;
 }
 /* The slot, in cache c, of the class of page number `page` (in reach:
  * neap__pagemap_reach). */
@@ -217,6 +240,10 @@ NEAP_INLINE neap_slot *neap__pinfo_slot(neap_cache *c, uintptr_t page) {
  * no span, so the fast paths need no NULL test and fall to the slow path. */
 extern __thread neap_cache *neap__tls_cache __attribute__((tls_model("initial-exec")));
 extern neap_cache neap__empty_cache;
+/* This thread's cache while it is in the registry: the collector's stop
+ * (gcroots.c) finds the thread's record through it, also while an exiting
+ * thread's cache pointer already says it has none. */
+extern __thread neap_cache *neap__tls_registered __attribute__((tls_model("initial-exec")));
 /* This thread's own cache, or NULL while it has none. */
 NEAP_INLINE neap_cache *neap__cache_mine(void) {
   neap_cache *c = neap__tls_cache;
@@ -270,5 +297,9 @@ typedef struct neap_cache_counts {
   uint64_t threads; /* caches registered now */
 } neap_cache_counts;
 void neap__cache_counts(neap_cache_counts *out);
+/* The registry, for the collector: lock it, and walk it while locked. */
+void neap__cache_registry_lock(void);
+void neap__cache_registry_unlock(void);
+neap_cache *neap__cache_registry_first(void);
 
 #endif

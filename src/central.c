@@ -71,15 +71,7 @@ static neap_central centrals[NEAP_NUM_CLASSES] = {
  * of that test). */
 static neap_mutex gate = NEAP_MUTEX_INIT(CENTRAL_GATE);
 
-static void central_lock(neap_central *c) {
-  for (;;) {
-    neap__lock(&c->lock);
-    if (NEAP_LIKELY(!c->frozen)) return;
-    neap__unlock(&c->lock);
-    neap__lock(&gate);
-    neap__unlock(&gate);
-  }
-}
+static void central_lock(neap_central *c) { neap__lock_gated(&c->lock, &c->frozen, &gate); }
 
 /* The head of the list for state `where` (CENTRAL_PARTIAL or _FULL). */
 static neap_span **list_head(neap_central *c, unsigned where) {

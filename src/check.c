@@ -120,7 +120,7 @@ static void check_across(neap_check *ck) {
                "notified spans and spans on pending stacks and inboxes differ", NULL);
   /* In a child, records a parent's thread was making into spans or
    * deleting are in use and in no span of the page map. */
-  uint64_t spans = ck->owned_spans + ck->unowned_spans + ck->large_spans + ck->dropped_spans;
+  uint64_t spans = ck->owned_spans + ck->unowned_spans + ck->large_spans + ck->dropped_spans + ck->gc_spans;
   uint64_t records = neap__span_pool_inuse();
   NEAP_CHECK(ck, ck->abandoned ? records >= spans : records == spans, "span records in use and live spans differ",
              NULL);
@@ -134,7 +134,7 @@ static void check_across(neap_check *ck) {
 static void check_stats(neap_check *ck) {
   static neap_stats_t s;
   neap__stats_snapshot(&s, false);
-  uint64_t sum = s.heap_sys + s.span_sys + s.cache_sys + s.arena_meta_sys + s.pagealloc_sys + s.other_sys;
+  uint64_t sum = s.heap_sys + s.span_sys + s.cache_sys + s.arena_meta_sys + s.pagealloc_sys + s.other_sys + s.gc_sys;
   NEAP_CHECK(ck, s.sys == sum, "statistics: sys is not the sum of the *_sys fields", NULL);
   NEAP_CHECK(ck, s.heap_sys == s.heap_inuse + s.heap_idle, "statistics: heap_sys != heap_inuse + heap_idle", NULL);
   NEAP_CHECK(ck, s.heap_idle >= s.heap_released, "statistics: heap_released > heap_idle", NULL);
@@ -171,6 +171,14 @@ static void check_span(void *arg, neap_span *s) {
   if (where == NEAP_SPAN_DEAD && ck->abandoned) {
     /* a parent's thread was freeing it (claimed, pages not yet back) */
     ck->dropped_spans++;
+    return;
+  }
+  if (neap__kind_collected(s->kind)) {
+    /* The collector's (gcalloc.c checks its own lists): live, and with
+     * no page info, so that every free of its objects is a slow one. */
+    NEAP_CHECK(ck, where == (s->sizeclass ? NEAP_SPAN_COLLECTED : NEAP_SPAN_LARGE), "collected span is not live", s);
+    neap__cache_check_info(ck, s);
+    ck->gc_spans++;
     return;
   }
   if (!NEAP_CHECK(ck, s->sizeclass ? neap__where_small(where) : where == NEAP_SPAN_LARGE,

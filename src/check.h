@@ -42,6 +42,7 @@ typedef struct neap_check {
   /* From the page heap's walk (heap.c, span.c). */
   uint64_t owned_spans, unowned_spans, large_spans, notified_spans;
   uint64_t dropped_spans; /* abandoned: dead spans a parent's thread was freeing */
+  uint64_t gc_spans;      /* the collector's, small and large */
   uint64_t held[NEAP_NUM_CLASSES]; /* objects held by the program: in use, not freed remotely */
   uint64_t large_bytes;
 } neap_check;

@@ -124,6 +124,10 @@ static int init_locked(void) {
   return err;
 }
 
+neap_arena *neap__heap_arena(size_t k) {
+  return k < __atomic_load_n(&heap.narenas, __ATOMIC_ACQUIRE) ? heap.arenas[k] : NULL;
+}
+
 /* --- growth */
 
 /* Reserve and register arenas so that `npages` more pages fit after the
@@ -157,7 +161,8 @@ static int reserve_locked(uint64_t npages) {
     a->first_page = (uint64_t)heap.narenas * NEAP_ARENA_PAGES;
     if (neap__arena_register(a) != 0 || observer()->arena_added(heap.narenas) != 0) return ENOMEM;
     if (i == 0 && !adjacent) heap.grown = a->first_page + (heap.narenas > 0 ? NEAP_CHUNK_PAGES : 0);
-    heap.arenas[heap.narenas++] = a;
+    heap.arenas[heap.narenas] = a;
+    __atomic_store_n(&heap.narenas, heap.narenas + 1, __ATOMIC_RELEASE); /* neap__heap_arena reads it unlocked */
     heap.reserved += NEAP_ARENA_PAGES;
   }
   return 0;

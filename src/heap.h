@@ -107,6 +107,11 @@ void neap__heap_with_lock(void (*fn)(void *ctx), void *ctx);
 
 /* --- looking */
 
+/* Arena k in index order, or NULL past the last: without the lock, for
+ * the collector's walk of malloc'd spans with the world stopped. */
+struct neap_arena;
+struct neap_arena *neap__heap_arena(size_t k);
+
 /* NEAPDEBUG=disablethp: MADV_NOHUGEPAGE on every arena, now and later. */
 void neap__heap_disable_thp(void);
 void neap__heap_fork(neap_fork_phase phase);

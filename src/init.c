@@ -39,6 +39,7 @@
 
 #include "cache.h"
 #include "central.h"
+#include "gc.h"
 #include "heap.h"
 #include "meta.h"
 #include "scav.h"
@@ -51,8 +52,11 @@ static void fork_prepare(void) {
   neap__memlimit_fork(NEAP_FORK_PREPARE);
   neap__statsfile_fork(NEAP_FORK_PREPARE);
   neap__stats_fork(NEAP_FORK_PREPARE);
+  neap__gc_fork(NEAP_FORK_PREPARE);
   neap__scav_fork(NEAP_FORK_PREPARE);
   neap__cache_fork(NEAP_FORK_PREPARE);
+  neap__gc_roots_fork(NEAP_FORK_PREPARE);
+  neap__gc_alloc_fork(NEAP_FORK_PREPARE);
   neap__central_fork(NEAP_FORK_PREPARE);
   neap__heap_fork(NEAP_FORK_PREPARE);
   neap__meta_fork(NEAP_FORK_PREPARE);
@@ -62,8 +66,11 @@ static void fork_after(neap_fork_phase phase) {
   neap__meta_fork(phase);
   neap__heap_fork(phase);
   neap__central_fork(phase);
+  neap__gc_alloc_fork(phase);
+  neap__gc_roots_fork(phase);
   neap__cache_fork(phase);
   neap__scav_fork(phase);
+  neap__gc_fork(phase);
   neap__stats_fork(phase);
   neap__statsfile_fork(phase);
   neap__memlimit_fork(phase);

@@ -35,8 +35,13 @@
   X(CHECK)        /* check.c: the heap checker (tests), around every layer's lock */      \
   X(STATSFILE)    /* statsfile.c: the publisher's spin flag, around a snapshot */         \
   X(STATS)        /* stats.c: one snapshot at a time, around the walks */                 \
+  X(GC_CYCLE)     /* gc.c: one collection at a time, around everything it takes */       \
   X(SCAV_WORK)    /* scav.c: one pass at a time, around the reclaimers */                 \
-  X(REGISTRY)     /* cache.c: the caches' registry, around a trim */                      \
+  X(REGISTRY)     /* cache.c: the caches' registry, around a trim or a stop */            \
+  X(GC_ROOTS)     /* gcroots.c: the added root ranges */                                  \
+  X(GC_LARGE)     /* gcalloc.c: the list of large collected objects */                    \
+  X(GC_GATE)      /* gcalloc.c: the collected centrals' fork gate */                      \
+  X(GC_CENTRAL)   /* gcalloc.c: one collected central's lists; never two at once */      \
   X(CACHE_EMPTY)  /* cache.c: one cache's kept empty spans (a spin lock) */               \
   X(CENTRAL_GATE) /* central.c: the centrals' fork gate */                                \
   X(CENTRAL)      /* central.c: one size class's lists; never two at once */              \
@@ -90,6 +95,19 @@ NEAP_INLINE bool neap__trylock(neap_mutex *l) {
   return true;
 }
 void neap__lock_init(neap_mutex *l); /* a fresh, unlocked mutex of the same rank */
+/* Locks l, one of many that a fork freezes one at a time instead of
+ * holding them all (central.c has the scheme): while *frozen, lets l go
+ * and waits at the gate, which the forking thread holds, until the fork
+ * is over. */
+NEAP_INLINE void neap__lock_gated(neap_mutex *l, const bool *frozen, neap_mutex *gate) {
+  for (;;) {
+    neap__lock(l);
+    if (NEAP_LIKELY(!*frozen)) return;
+    neap__unlock(l);
+    neap__lock(gate);
+    neap__unlock(gate);
+  }
+}
 /* What a layer's fork handler does with one of its mutexes. */
 NEAP_INLINE void neap__lock_fork(neap_mutex *l, neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {

@@ -64,6 +64,7 @@
 #include "heap.h"
 #include "stats.h"
 #include "neap.h"
+#include "neap_gc.h"
 #include "options.h"
 #include "os/os.h"
 
@@ -174,6 +175,14 @@ static NEAP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   return (void *)s->base;
 }
 
+/* A large span of its own whatever the size (whole pages), flagged so
+ * that the collector's scan of malloc'd objects skips it. */
+void *neap_malloc_noscan(size_t size) {
+  void *p = alloc_large(size, 0, false);
+  if (p != NULL) neap__span_of((uintptr_t)p)->noscan = 1;
+  return p;
+}
+
 /* For aligned_alloc and posix_memalign: any size, any power-of-two alignment. */
 static void *malloc_aligned(size_t size, size_t align, bool zero) {
   if (align <= NEAP_ALIGN) {
@@ -282,16 +291,20 @@ typedef struct misuse_words {
   const char *interior;    /* inside a live object, not at its start */
   const char *not_live;    /* an object that is not allocated */
   const char *not_any;     /* in neap's heap, where no span is */
+  const char *collected;   /* in the collector's heap (neap_gc.h) */
 } misuse_words;
 static const misuse_words by_free = {"free of a pointer neap does not own", "free of an interior pointer",
-                                     "double free", "double free or invalid pointer"};
+                                     "double free", "double free or invalid pointer",
+                                     "free of a collected object (neap_gc_free frees those)"};
 static const misuse_words by_realloc = {"realloc of a pointer neap does not own", "realloc of an interior pointer",
                                         "realloc of a pointer that is not allocated",
-                                        "realloc of a pointer that is not allocated"};
+                                        "realloc of a pointer that is not allocated",
+                                        "realloc of a collected object (neap_gc_realloc resizes those)"};
 static const misuse_words by_usable = {"usable size of a pointer neap does not own",
                                        "usable size of an interior pointer",
                                        "usable size of a pointer that is not allocated",
-                                       "usable size of a pointer that is not allocated"};
+                                       "usable size of a pointer that is not allocated",
+                                       "usable size of a collected object (neap_gc_size tells it)"};
 
 /* The live span whose object starts at p; NULL (after the foreign-pointer
  * policy) for memory outside neap's heap; aborts with a one-line message
@@ -306,6 +319,7 @@ static neap_span *checked_span(const void *ptr, const misuse_words *say) {
     }
     neap__fatal(say->not_any, ptr);
   }
+  if (NEAP_UNLIKELY(s->kind != NEAP_KIND_MALLOC)) neap__fatal(say->collected, ptr);
   uintptr_t off = p - s->base;
   if (s->sizeclass == 0) {
     if (NEAP_UNLIKELY(off != 0)) neap__fatal(say->interior, ptr);
@@ -427,7 +441,7 @@ void *neap_realloc(void *p, size_t size) {
     if (size <= usable && (size > usable / 2 || neap__size_class(size) == s->sizeclass)) return p;
   } else {
     usable = neap__span_bytes(s);
-    if (size > NEAP_SMALL_MAX) {
+    if (size > NEAP_SMALL_MAX || s->noscan) {
       /* Large stays large: shrink in place, or grow into the free
        * pages that follow it when there are any. */
       size_t npages = (size + NEAP_PAGE_SIZE - 1) >> NEAP_PAGE_SHIFT;
@@ -439,7 +453,7 @@ void *neap_realloc(void *p, size_t size) {
       }
     }
   }
-  void *q = neap_malloc(size);
+  void *q = s->sizeclass == 0 && s->noscan ? neap_malloc_noscan(size) : neap_malloc(size);
   if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   memcpy(q, p, size < usable ? size : usable);
   neap_free(p);

@@ -7,7 +7,7 @@
 #include "lock.h"
 
 /* What metadata is for, for the statistics (span_sys, cache_sys...). */
-typedef enum { NEAP_META_SPAN, NEAP_META_CACHE, NEAP_META_ARENA, NEAP_META_KINDS } neap_meta_kind;
+typedef enum { NEAP_META_SPAN, NEAP_META_CACHE, NEAP_META_ARENA, NEAP_META_GC, NEAP_META_KINDS } neap_meta_kind;
 typedef struct neap_pool {
   size_t size;         /* object size, a multiple of 16 */
   neap_meta_kind kind; /* what its memory counts as */

@@ -26,7 +26,7 @@ neap_options neap__opt = DEFAULTS;
 
 static _Atomic int parsed;
 
-enum { KIND_BOOL, KIND_INT, KIND_SIZE, KIND_DURATION, KIND_PERCENT, KIND_MODE, KIND_PATH };
+enum { KIND_BOOL, KIND_INT, KIND_SIZE, KIND_DURATION, KIND_PERCENT, KIND_MODE, KIND_PATH, KIND_GOGC };
 
 static const struct option_info {
   const char *name; /* NEAPDEBUG key, or the variable */
@@ -131,9 +131,18 @@ static bool parse_value(const struct option_info *o, const char *s, size_t n, lo
     return true;
   case KIND_MODE:
     if (word_is(s, n, "soft")) *out = 0;
-    else if (word_is(s, n, "hard")) *out = 1;
+    else if (word_is(s, n, "hard") && o->hi == 1) *out = 1;
+    else if (word_is(s, n, "die") && o->hi >= 2) *out = 2;
     else return false;
     return true;
+  case KIND_GOGC:
+    if (word_is(s, n, "off")) {
+      *out = -1;
+      return true;
+    }
+    k = parse_decimal(s, n, &mant, &scale);
+    if (k != n || scale != 1 || !scaled(mant, 1, 1, &v)) return false;
+    break;
   case KIND_INT:
     k = parse_decimal(s, n, &mant, &scale);
     if (k != n || scale != 1 || !scaled(mant, 1, 1, &v)) return false;
@@ -248,10 +257,10 @@ static void print_options(const neap_options *opt) {
       puts0(&l, v ? v : "");
     } else {
       long v = *(const long *)field;
-      if (v < 0 && (o->kind == KIND_SIZE || o->kind == KIND_DURATION)) {
+      if (v < 0 && (o->kind == KIND_SIZE || o->kind == KIND_DURATION || o->kind == KIND_GOGC)) {
         puts0(&l, "off");
       } else if (o->kind == KIND_MODE) {
-        puts0(&l, v ? "hard" : "soft");
+        puts0(&l, v == 0 ? "soft" : o->hi >= 2 ? "die" : "hard");
       } else if (o->kind == KIND_PERCENT) {
         putnum(&l, v / 100);
         puts0(&l, ".");

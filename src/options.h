@@ -33,7 +33,8 @@
   X(scavenger, BOOL, 1, 0, 1,                                                                     \
     "run the background scavenger thread; 0: free pages go back only on neap_release, "           \
     "malloc_trim or the memory limit")                                                            \
-  X(statsonexit, BOOL, 0, 0, 1, "print the statistics (text form) to stderr at exit")
+  X(statsonexit, BOOL, 0, 0, 1, "print the statistics (text form) to stderr at exit")                \
+  X(gctrace, BOOL, 0, 0, 1, "one line per collection on stderr, in Go's gctrace format")
 
 /* Options with a variable of their own.
  * X(name, VARIABLE, kind, default, min, max, help). Kinds:
@@ -42,7 +43,8 @@
  *   DURATION  milliseconds: a number with ms, s or m (a bare number is
  *             milliseconds); "off" is -1
  *   PERCENT   hundredths of a percent: "1%", "0.5", "90%"
- *   MODE      soft (0) or hard (1)
+ *   MODE      soft (0) or hard (1), or die (2) where the maximum allows it
+ *   GOGC      a number, or "off" (-1)
  *   PATH      a string, used as it is */
 #define NEAP_ENV_OPTIONS(X)                                                                       \
   X(release_delay, NEAP_RELEASE_DELAY, DURATION, 1000, -1, 86400000,                              \
@@ -58,7 +60,24 @@
   X(cgroup_root, NEAP_CGROUP_ROOT, PATH, 0, 0, 0,                                                 \
     "read /proc/self/{cgroup,mountinfo} and the cgroup files under this directory (tests)")      \
   X(stats_dir, NEAP_STATS_DIR, PATH, NEAP_STATS_DIR_DEFAULT, 0, 0,                                 \
-    "where the scavenger publishes neap.PID, the live statistics for `neap stats` (off: nowhere)")
+    "where the scavenger publishes neap.PID, the live statistics for `neap stats` (off: nowhere)") \
+  X(gc_percent, NEAP_GC, GOGC, 100, -1, 1000000,                                                  \
+    "the collector's GOGC: heap growth between collections, in percent of the live heap (off: "  \
+    "collect only for the memory limit)")                                                         \
+  X(gc_markers, NEAP_GC_MARKERS, INT, 0, 0, 64, "threads that mark (0: from the heap's size)")     \
+  X(gc_scan_malloc, NEAP_GC_SCAN_MALLOC, BOOL, 1, 0, 1,                                            \
+    "scan live malloc'd objects for pointers to collected ones")                                  \
+  X(gc_force_period, NEAP_GC_FORCE_PERIOD, DURATION, 120000, -1, 86400000,                         \
+    "collect at least this often while there is a collected heap (off: never)")                  \
+  X(gc_idle, NEAP_GC_IDLE, DURATION, 1000, -1, 86400000,                                           \
+    "collect once the program has been quiet this long with a heap well above its live size "    \
+    "(off: never)")                                                                               \
+  X(gc_limit_mode, NEAP_GC_LIMIT_MODE, MODE, 0, 0, 2,                                             \
+    "when collections cannot keep the heap under the memory limit: soft (let it grow) or die "   \
+    "(a fatal error)")                                                                            \
+  X(gc_signal, NEAP_GC_SIGNALS, INT, 0, 0, 64, "the signal that stops threads for a collection (0: SIGPWR)") \
+  X(gc_threads, NEAP_GC_THREADS, PATH, 0, 0, 0,                                                    \
+    "which threads a collection stops: all (every thread neap knows) or registered")
 
 #define NEAP_STATS_DIR_DEFAULT "/dev/shm"
 
@@ -68,6 +87,7 @@
 #define NEAP__OPT_TYPE_DURATION long
 #define NEAP__OPT_TYPE_PERCENT long
 #define NEAP__OPT_TYPE_MODE long
+#define NEAP__OPT_TYPE_GOGC long
 #define NEAP__OPT_TYPE_PATH const char *
 
 typedef struct neap_options {

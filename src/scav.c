@@ -104,6 +104,7 @@
 #include "memlimit.h"
 #include "meta.h"
 #include "pagealloc.h"
+#include "gc.h"
 #include "scav.h"
 #include "stats.h"
 #include "neap.h"
@@ -624,6 +625,7 @@ static void wait_ms(uint32_t ms) {
 }
 
 static void *scav_main(void *arg) {
+  neap__tls_internal = true; /* the collector neither stops nor scans it */
   (void)arg;
   is_scavenger = true;
   for (;;) {

@@ -82,6 +82,12 @@ static neap_pool span_pools[NEAP_SPAN_MAX_WORDS + 1] = {
     SPAN_POOL(0), SPAN_POOL(1), SPAN_POOL(2), SPAN_POOL(3), SPAN_POOL(4),
     SPAN_POOL(5), SPAN_POOL(6), SPAN_POOL(7), SPAN_POOL(8)};
 _Static_assert(NEAP_SPAN_MAX_WORDS == 8, "one SPAN_POOL per bitmap width");
+/* Collected spans have a third bitmap, the marks (gc.h); a large one's
+ * bitmaps are one word each. */
+#define GC_SPAN_POOL(w) {.size = sizeof(neap_span) + 3 * (w) * sizeof(uint64_t), .kind = NEAP_META_SPAN}
+static neap_pool gc_span_pools[NEAP_SPAN_MAX_WORDS + 1] = {
+    GC_SPAN_POOL(0), GC_SPAN_POOL(1), GC_SPAN_POOL(2), GC_SPAN_POOL(3), GC_SPAN_POOL(4),
+    GC_SPAN_POOL(5), GC_SPAN_POOL(6), GC_SPAN_POOL(7), GC_SPAN_POOL(8)};
 
 /* Words per bitmap: the objects' bits, and the tail's when there is one. */
 static unsigned words_for_class(unsigned cls) {
@@ -100,13 +106,53 @@ neap_span *neap__span_new(unsigned sizeclass) {
   return s;
 }
 
+neap_span *neap__span_new_collected(unsigned sizeclass) {
+  unsigned w = sizeclass == 0 ? 1 : words_for_class(sizeclass);
+  neap_span *s = neap__pool_alloc(&gc_span_pools[w]);
+  if (s != NULL) {
+    s->nwords = (uint8_t)w;
+    s->kind = NEAP_KIND_GC_SCAN; /* until init says which */
+  }
+  return s;
+}
+
 void neap__span_delete(neap_span *s) {
   if (neap__span_where(s) != NEAP_SPAN_DEAD) neap__span_move(s, NEAP_SPAN_DEAD);
-  neap__pool_free(&span_pools[s->nwords], s);
+  neap__pool_free(neap__kind_collected(s->kind) ? &gc_span_pools[s->nwords] : &span_pools[s->nwords], s);
+}
+
+void neap__span_init_collected(neap_span *s, unsigned cls, unsigned kind, uint64_t npages) {
+  neap_assert(neap__kind_collected(kind) && s->nwords == (cls == 0 ? 1 : words_for_class(cls)));
+  s->kind = (uint8_t)kind;
+  s->sizeclass = (uint8_t)cls;
+  s->needzero = 1;
+  s->next_word = 0;
+  s->sweepgen = 0;
+  NEAP_STORE(&s->owner, NULL);
+  atomic_store_explicit(&s->rword, 0, memory_order_relaxed);
+  if (cls == 0) {
+    s->elemsize = 0; /* its size is its pages' */
+    s->nelems = 1;
+    s->divmul = 0;
+    (void)npages;
+  } else {
+    s->elemsize = neap__class_size[cls];
+    s->divmul = neap__class_divmul[cls];
+    s->nelems = neap__class_objects[cls];
+  }
+  for (unsigned w = 0; w < s->nwords; w++) {
+    uint64_t pad = ~neap__span_word_objects(s, w);
+    NEAP_STORE(neap__span_inuse(s, w), cls == 0 ? ~0ull : pad);
+    NEAP_STORE(neap__span_remote(s, w), pad);
+    NEAP_STORE(&s->bits[2 * s->nwords + w], 0);
+  }
+  neap__span_move(s, cls == 0 ? NEAP_SPAN_LARGE : NEAP_SPAN_COLLECTED);
 }
 
 void neap__span_init_large(neap_span *s) {
   neap_assert(s->nwords == words_for_class(0));
+  s->kind = NEAP_KIND_MALLOC;
+  s->noscan = 0;
   s->sizeclass = 0;
   s->elemsize = 0;
   NEAP_STORE(&s->owner, NULL);
@@ -116,6 +162,7 @@ void neap__span_init_large(neap_span *s) {
 
 void neap__span_init_small(neap_span *s, unsigned cls) {
   neap_assert(s->nwords == words_for_class(cls));
+  s->kind = NEAP_KIND_MALLOC;
   s->elemsize = neap__class_size[cls];
   s->divmul = neap__class_divmul[cls];
   s->nelems = neap__class_objects[cls];
@@ -168,7 +215,7 @@ unsigned neap__span_live(const neap_span *s) {
 
 uint64_t neap__span_pool_inuse(void) {
   uint64_t n = 0;
-  for (unsigned w = 0; w <= NEAP_SPAN_MAX_WORDS; w++) n += span_pools[w].inuse;
+  for (unsigned w = 0; w <= NEAP_SPAN_MAX_WORDS; w++) n += span_pools[w].inuse + gc_span_pools[w].inuse;
   return n;
 }
 

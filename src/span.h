@@ -16,7 +16,8 @@
  * predicates below rely on it. */
 enum {
   NEAP_SPAN_DEAD = 0,        /* a record with no pages: in its pool, being made or given back */
-  NEAP_SPAN_LARGE,           /* one large object */
+  NEAP_SPAN_LARGE,           /* one large object (malloc'd, or collected: kind) */
+  NEAP_SPAN_COLLECTED,       /* objects of one size class for the collector (gcalloc.c has its lists) */
   /* Small spans (objects of one size class) from here on. */
   NEAP_SPAN_TRANSIT,         /* on no list: being made, or moved by the thread that took it off one */
   NEAP_SPAN_CENTRAL_PARTIAL, /* its central's: a free object, no owner */
@@ -36,6 +37,12 @@ enum {
 
 #define NEAP_SPAN_MAX_WORDS 8 /* 512 objects at most: see sizeclass.h */
 
+/* What a span's objects are (span->kind), which the free and collector
+ * paths check: malloc'd objects, and the collector's, scanned for
+ * pointers or not (gc.h). A span holds one kind for its whole life. */
+enum { NEAP_KIND_MALLOC = 0, NEAP_KIND_GC_SCAN, NEAP_KIND_GC_NOSCAN, NEAP_KIND_COUNT };
+NEAP_INLINE bool neap__kind_collected(unsigned kind) { return kind != NEAP_KIND_MALLOC; }
+
 typedef struct neap_cache neap_cache;
 
 /* A link of a circular, doubly linked list with a head of the same type:
@@ -54,8 +61,12 @@ typedef struct neap_span {
   _Atomic uint8_t where;        /* NEAP_SPAN_*: its state (read by other threads' free checks) */
   uint8_t needzero;             /* some object may hold old data */
   uint8_t next_word;            /* owner's scan cursor over the bitmap */
+  uint8_t kind;                 /* NEAP_KIND_*: malloc'd or collected objects */
   uint32_t refile_at;           /* see countdown */
   uint32_t npages;
+  uint16_t sweepgen;            /* collected spans: the cycle whose marks it was last swept by (gcalloc.c) */
+  uint8_t noscan;               /* a large malloc'd object the collector never scans (neap_malloc_noscan) */
+  uint8_t unused;
   uint64_t first_page;          /* page index in the page allocator */
   _Atomic uint64_t rword;       /* remote-free count and flags */
   union {
@@ -91,7 +102,10 @@ typedef struct neap_span {
    * and bits[2w+1] word w of
    *   remote   freed by another thread, not yet merged.
    * Bits of indexes past the last object are set in both, for good; the
-   * bitmaps reach index nelems, the tail's, set as padding (see span.c). */
+   * bitmaps reach index nelems, the tail's, set as padding (see span.c).
+   * A collected span has a third bitmap after those 2 * nwords words: the
+   * collector's marks (gc.h); a large collected object's span has one
+   * word of each, for its one object. */
   _Atomic uint64_t bits[];
 } neap_span;
 _Static_assert(offsetof(neap_span, base) == NEAP_CACHE_LINE, "the free path's fields open the second line");
@@ -112,8 +126,9 @@ NEAP_INLINE bool neap__where_own_list(unsigned w) { return w >= NEAP_SPAN_OWN_PA
  * for TRANSIT and enters one from there; records with pages end DEAD. */
 NEAP_INLINE bool neap__span_move_ok(unsigned from, unsigned to) {
   switch (from) {
-  case NEAP_SPAN_DEAD: return to == NEAP_SPAN_LARGE || to == NEAP_SPAN_TRANSIT;
-  case NEAP_SPAN_LARGE: return to == NEAP_SPAN_DEAD;
+  case NEAP_SPAN_DEAD: return to == NEAP_SPAN_LARGE || to == NEAP_SPAN_TRANSIT || to == NEAP_SPAN_COLLECTED;
+  case NEAP_SPAN_LARGE:
+  case NEAP_SPAN_COLLECTED: return to == NEAP_SPAN_DEAD;
   case NEAP_SPAN_TRANSIT: return to != NEAP_SPAN_TRANSIT && to != NEAP_SPAN_LARGE;
   default: return to == NEAP_SPAN_TRANSIT;
   }
@@ -176,12 +191,20 @@ NEAP_INLINE bool neap__span_held(neap_span *s, unsigned idx) {
 }
 
 neap_span *neap__span_new(unsigned sizeclass); /* from the metadata pools; NULL on ENOMEM */
+/* A record for collected objects of class sizeclass (0: one large
+ * object), with room for the mark bitmap; NULL on ENOMEM. */
+neap_span *neap__span_new_collected(unsigned sizeclass);
 void neap__span_delete(neap_span *s);
 /* Sets up s for objects of class sizeclass: geometry, empty bitmaps, no
  * owner, its objects to be zeroed for calloc. Before the page heap gives
  * it pages (heap.h: its walkers may read it from then on). */
 void neap__span_init_small(neap_span *s, unsigned sizeclass);
 void neap__span_init_large(neap_span *s); /* a large object's record (from neap__span_new(0)), in state LARGE */
+/* A collected span's record (from neap__span_new_collected): class
+ * sizeclass's geometry, or one object of npages pages for class 0; every
+ * object free (large: the one object in use), no mark; in state
+ * COLLECTED, or LARGE for class 0. */
+void neap__span_init_collected(neap_span *s, unsigned sizeclass, unsigned kind, uint64_t npages);
 /* Moves remote frees into the in-use bitmap (caller owns the span);
  * returns how many objects it merged. Aborts on a detected double free.
  * Nothing announced, nothing to merge: one load, inline, instead of a

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "gc.h"
 #include "heap.h"
 #include "meta.h"
 #include "scav.h"
@@ -123,6 +124,8 @@ static void census_span(void *ctx, neap_span *s) {
     neap_scav_totals st;
     neap__scav_totals(&st);
     hc->lazy_pages = st.lazy_pages;
+  } else if (neap__kind_collected(s->kind)) {
+    return; /* the collector's (gc.c counts them) */
   } else if (s->sizeclass != 0) {
     uint64_t announced = atomic_load_explicit(&s->rword, memory_order_relaxed) & NEAP_RW_COUNT_MASK;
     uint64_t inuse = neap__span_live(s);
@@ -199,8 +202,11 @@ static void snapshot_locked(neap_stats_t *s, bool kernel) {
   s->cache_sys = ms.sys[NEAP_META_CACHE];
   s->arena_meta_sys = ms.sys[NEAP_META_ARENA];
   s->pagealloc_sys = hp->pa_mapped;
-  s->other_sys = ms.mapped - (ms.sys[NEAP_META_SPAN] + ms.sys[NEAP_META_CACHE] + ms.sys[NEAP_META_ARENA]);
-  s->sys = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys;
+  s->other_sys = ms.mapped - (ms.sys[NEAP_META_SPAN] + ms.sys[NEAP_META_CACHE] + ms.sys[NEAP_META_ARENA] +
+                              ms.sys[NEAP_META_GC]);
+  neap__gc_stats_fill(s);
+  s->gc_sys += ms.sys[NEAP_META_GC];
+  s->sys = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys + s->gc_sys;
   s->held = s->sys - s->heap_released;
   s->reserved = hp->bytes_reserved;
 

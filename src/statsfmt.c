@@ -26,6 +26,7 @@ typedef struct field_info {
 static const field_info fields[] = {
 #define NEAP__FIELD_INFO(name, unit, type, help) {#name, #unit, #type, help, offsetof(neap_stats_t, name)},
     NEAP_STATS_FIELDS(NEAP__FIELD_INFO)
+    NEAP_STATS_GC_FIELDS(NEAP__FIELD_INFO)
 #undef NEAP__FIELD_INFO
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])

@@ -211,6 +211,8 @@ TEST__FN void test_reexec_with(char **argv, const char *const *env) {
 /* Runs one test function and reports its own count of failed checks. */
 #define RUN(t)                                                                   \
   do {                                                                           \
+    const char *test__only = getenv("TEST_ONLY"); /* runs only tests naming it */ \
+    if (test__only != NULL && strstr(#t, test__only) == NULL) break;             \
     unsigned long test__f0 = __atomic_load_n(&test__failed, __ATOMIC_RELAXED);  \
     t();                                                                         \
     unsigned long test__f1 = __atomic_load_n(&test__failed, __ATOMIC_RELAXED);  \
@@ -244,7 +246,7 @@ static inline void test_heap_check(const char *when) {
  * Counts failures through CHECK only when one fails, so that a loop of a
  * million snapshots does not flood the pass count. */
 static inline void test_check_stats(const neap_stats_t *s, const neap_stats_t *prev) {
-  uint64_t sum = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys;
+  uint64_t sum = s->heap_sys + s->span_sys + s->cache_sys + s->arena_meta_sys + s->pagealloc_sys + s->other_sys + s->gc_sys;
   if (s->sys != sum) CHECK_EQ(s->sys, sum);
   if (s->heap_sys != s->heap_inuse + s->heap_idle) CHECK_EQ(s->heap_sys, s->heap_inuse + s->heap_idle);
   if (s->heap_idle < s->heap_released) CHECK(s->heap_idle >= s->heap_released);

@@ -3,6 +3,8 @@
  * One source per benchmark, built once per way of managing its memory:
  *   GCB_BOEHM   Boehm GC (Debian's libgc): GC_MALLOC, nothing freed; the
  *               collector's pauses are timed from its collection events
+ *   GCB_NEAP    neap's collector (neap_gc_malloc, nothing freed); its
+ *               pauses come from neap_gc_stats_read at the end
  *   GCB_MALLOC  malloc/free with explicit frees of everything the program
  *               drops (the allocator is chosen with LD_PRELOAD: neap,
  *               glibc, ...): what a collector is compared against
@@ -61,6 +63,30 @@ static inline void gcb_init(void) {
   GC_set_on_collection_event(gcb_event);
 }
 
+#elif defined(GCB_NEAP)
+#include "neap_gc.h"
+#define GCB_MODE "neap"
+static inline void *gcb_xgc(void *p) {
+  if (p == NULL) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+#define GCB_ALLOC(n) gcb_xgc(neap_gc_malloc(n))
+#define GCB_ALLOC_ATOMIC(n) gcb_xgc(neap_gc_malloc_noscan(n))
+#define GCB_FREE(p) ((void)(p))
+static inline void gcb_init(void) {}
+/* The collector's own account, read once the work is done. */
+#define GCB_PAUSES_AT_END 1
+static inline void gcb_read_pauses(void) {
+  neap_gc_stats s;
+  neap_gc_stats_read(&s);
+  gcb_pauses.n = s.cycles;
+  gcb_pauses.total = (double)s.pause_total_ns * 1e-9;
+  gcb_pauses.max = (double)s.pause_max_ns * 1e-9;
+}
+
 #elif defined(GCB_MALLOC)
 #define GCB_MODE "malloc"
 static inline void *gcb_xmalloc(size_t n, int zero) {
@@ -77,7 +103,7 @@ static inline void *gcb_xmalloc(size_t n, int zero) {
 static inline void gcb_init(void) {}
 
 #else
-#error "build with -DGCB_BOEHM or -DGCB_MALLOC"
+#error "build with -DGCB_BOEHM, -DGCB_NEAP or -DGCB_MALLOC"
 #endif
 
 /* Arguments: -t THREADS (each runs the whole benchmark), -d DEPTH. */
@@ -126,6 +152,9 @@ static inline int gcb_main(const char *name, uint64_t (*fn)(int), int argc, char
   if (threads > 1)
     for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
   double t = gcb_now() - t0;
+#ifdef GCB_PAUSES_AT_END
+  gcb_read_pauses();
+#endif
   uint64_t check = 0;
   for (int i = 0; i < threads; i++) check += runs[i].result;
   double mean = gcb_pauses.n ? gcb_pauses.total / (double)gcb_pauses.n : 0;

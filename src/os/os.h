@@ -62,6 +62,8 @@ int neap__os_map(size_t size, void **out);
 /* Ask the kernel not to back a range with transparent huge pages. */
 int neap__os_nohugepage(void *addr, size_t size);
 
+/* Wall-clock time (CLOCK_REALTIME) in nanoseconds since the Unix epoch. */
+uint64_t neap__os_walltime_ns(void);
 /* Monotonic time in nanoseconds. */
 uint64_t neap__os_nanotime(void);
 /* The clock neap's policies run on (the release delay, pacing, demand):
@@ -82,6 +84,36 @@ bool neap__os_cpu_has_popcnt(void);
  * blocked (signals meant for the program never land on it), a small stack
  * and the given name (at most 15 characters). 0 or an errno value. */
 int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name);
+
+/* --- threads and signals, for the collector's stop (gcroots.c) */
+
+/* The kernel's id of the calling thread. */
+long neap__os_gettid(void);
+/* Send signal sig to thread tid of this process: 0 or an errno value
+ * (ESRCH: it has exited). */
+int neap__os_tgkill(int tid, int sig);
+/* Install fn as sig's handler (SA_SIGINFO | SA_RESTART, every other signal
+ * left as it was while it runs): 0 or an errno value. */
+int neap__os_sigaction(int sig, void (*fn)(int, void *info, void *ucontext));
+/* Blocks (or unblocks) sig in the calling thread. Async-signal-safe. */
+void neap__os_block_signal(int sig, bool block);
+/* Whether the calling thread has sig blocked. */
+bool neap__os_sig_blocked(int sig);
+/* Futex wait while *addr == val (at most timeout_ms; 0: no timeout), and
+ * wake (all waiters, or one). Async-signal-safe. */
+void neap__os_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint32_t timeout_ms);
+void neap__os_futex_wake(_Atomic uint32_t *addr, bool all);
+/* The mapping (from /proc/self/maps) holding address addr: its bounds, and
+ * whether it is readable. Reads with raw system calls into a buffer on the
+ * stack: async-signal-safe, allocates nothing. false if none holds it. */
+bool neap__os_mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi);
+/* CPUs this process may run on. */
+unsigned neap__os_ncpu(void);
+/* The calling thread's thread pointer (x86-64: %fs's base), where its TCB
+ * is and below which its static TLS lies. */
+uintptr_t neap__os_thread_pointer(void);
+/* The static TLS of every thread, in bytes (glibc's, when it says). */
+size_t neap__os_static_tls_size(void);
 
 /* Reading small files (/proc, cgroup files) without stdio, which
  * allocates: open read-only (a file descriptor, or -errno), read (bytes,

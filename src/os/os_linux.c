@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,6 +156,12 @@ int neap__os_nohugepage(void *addr, size_t size) {
   return err;
 }
 
+uint64_t neap__os_walltime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t neap__os_nanotime(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -202,6 +209,135 @@ int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name) {
   if (err == 0 && name != NULL) pthread_setname_np(t, name);
   errno = saved;
   return err;
+}
+
+long neap__os_gettid(void) { return (long)syscall(SYS_gettid); }
+
+int neap__os_tgkill(int tid, int sig) {
+  int saved = errno;
+  int r = (int)syscall(SYS_tgkill, (int)getpid(), tid, sig);
+  int err = r == 0 ? 0 : errno;
+  errno = saved;
+  return err;
+}
+
+int neap__os_sigaction(int sig, void (*fn)(int, void *info, void *ucontext)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = (void (*)(int, siginfo_t *, void *))(void *)fn;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  int saved = errno;
+  int err = sigaction(sig, &sa, NULL) == 0 ? 0 : errno;
+  errno = saved;
+  return err;
+}
+
+void neap__os_block_signal(int sig, bool block) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  int saved = errno;
+  pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+  errno = saved;
+}
+
+bool neap__os_sig_blocked(int sig) {
+  sigset_t cur;
+  if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0) return false;
+  return sigismember(&cur, sig) == 1;
+}
+
+void neap__os_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint32_t timeout_ms) {
+  int saved = errno;
+  struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+  syscall(SYS_futex, (void *)addr, FUTEX_WAIT_PRIVATE, val, timeout_ms ? &ts : NULL, NULL, 0);
+  errno = saved;
+}
+
+void neap__os_futex_wake(_Atomic uint32_t *addr, bool all) {
+  int saved = errno;
+  syscall(SYS_futex, (void *)addr, FUTEX_WAKE_PRIVATE, all ? INT32_MAX : 1, NULL, NULL, 0);
+  errno = saved;
+}
+
+static uintptr_t parse_hex(const char **p) {
+  uintptr_t v = 0;
+  for (;; (*p)++) {
+    char c = **p;
+    unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+    if (d == 16) return v;
+    v = v << 4 | d;
+  }
+}
+
+bool neap__os_mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  bool found = false;
+  if (fd < 0) goto out;
+  char buf[4096];
+  size_t have = 0;
+  for (;;) {
+    long n = (long)syscall(SYS_read, fd, buf + have, sizeof buf - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 && have == 0) break;
+    have += n > 0 ? (size_t)n : 0;
+    /* Whole lines from the start of buf: "lo-hi perms ..." */
+    size_t used = 0;
+    for (;;) {
+      char *nl = memchr(buf + used, '\n', have - used);
+      if (nl == NULL) break;
+      const char *p = buf + used;
+      uintptr_t a = parse_hex(&p);
+      if (*p == '-') {
+        p++;
+        uintptr_t b = parse_hex(&p);
+        if (addr >= a && addr < b && p[1] == 'r') {
+          *lo = a;
+          *hi = b;
+          found = true;
+        }
+      }
+      used = (size_t)(nl - buf) + 1;
+      if (found) break;
+    }
+    if (found) break;
+    if (used == 0 && have == sizeof buf) break; /* a line longer than the buffer: give up */
+    memmove(buf, buf + used, have - used);
+    have -= used;
+    if (n <= 0) break;
+  }
+  syscall(SYS_close, fd);
+out:
+  errno = saved;
+  return found;
+}
+
+unsigned neap__os_ncpu(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n > 0 ? (unsigned)n : 1u;
+}
+
+uintptr_t neap__os_thread_pointer(void) {
+#if defined(__x86_64__)
+  uintptr_t tp;
+  __asm__("mov %%fs:0, %0" : "=r"(tp));
+  return tp;
+#else
+  return (uintptr_t)__builtin_thread_pointer();
+#endif
+}
+
+/* glibc's own figure (GLIBC_PRIVATE, what the sanitizers read too). */
+extern void _dl_get_tls_static_info(size_t *sizep, size_t *alignp) __attribute__((weak));
+
+size_t neap__os_static_tls_size(void) {
+  size_t size = 0, align = 0;
+  if (_dl_get_tls_static_info != NULL) _dl_get_tls_static_info(&size, &align);
+  return size;
 }
 
 bool neap__os_cpu_has_popcnt(void) {

@@ -56,10 +56,13 @@ static void check_options(const neap_options *o, const char *text) {
 #define CHECK_ENV_DURATION CHECK_ENV_NUM
 #define CHECK_ENV_PERCENT CHECK_ENV_NUM
 #define CHECK_ENV_MODE CHECK_ENV_NUM
+#define CHECK_ENV_INT CHECK_ENV_NUM
+#define CHECK_ENV_BOOL CHECK_ENV_NUM
+#define CHECK_ENV_GOGC CHECK_ENV_NUM
   NEAP_ENV_OPTIONS(CHECK_ENV)
 }
 
-static const char *var_values[16];
+static const char *var_values[32];
 static const char *const var_names[] = {
 #define VAR_NAME(name, var, kind, def, lo, hi, help) #var,
     NEAP_ENV_OPTIONS(VAR_NAME)

@@ -58,8 +58,8 @@ alloc=$(echo "$out" | sed -n 's/^heap_alloc: //p')
 $py - "$tmp/s.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["version"] == 2, d["version"]
-assert d["sys"] == d["heap_sys"] + d["span_sys"] + d["cache_sys"] + d["arena_meta_sys"] + d["pagealloc_sys"] + d["other_sys"]
+assert d["version"] == 3, d["version"]
+assert d["sys"] == d["heap_sys"] + d["span_sys"] + d["cache_sys"] + d["arena_meta_sys"] + d["pagealloc_sys"] + d["other_sys"] + d["gc_sys"]
 assert d["heap_sys"] == d["heap_inuse"] + d["heap_idle"]
 assert d["heap_objects"] == d["mallocs"] - d["frees"]
 assert d["mallocs"] == sum(c["mallocs"] for c in d["by_class"])
