@@ -642,28 +642,25 @@ void neap__gc_alloc_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
     neap__lock(&large_lock);
     neap__lock(&gate);
-    for (unsigned k = 0; k < NEAP_GC_KINDS; k++)
-      for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
-        gc_central *c = &centrals[k][cls];
-        neap__lock(&c->lock);
-        c->frozen = true;
-        neap__unlock(&c->lock);
-      }
-    return;
   }
+  /* The centrals are frozen one at a time, not held across the fork
+   * (central.c has the scheme); the child makes their locks anew. */
   for (unsigned k = 0; k < NEAP_GC_KINDS; k++)
     for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
       gc_central *c = &centrals[k][cls];
       if (phase == NEAP_FORK_CHILD) {
-#if defined(__SANITIZE_THREAD__)
-        pthread_mutex_unlock(&c->lock.m);
-#endif
         neap__lock_init(&c->lock);
+        c->frozen = false;
+        continue;
       }
-      c->frozen = false;
+      neap__lock(&c->lock);
+      c->frozen = phase == NEAP_FORK_PREPARE;
+      neap__unlock(&c->lock);
     }
-  neap__lock_fork(&gate, phase);
-  neap__lock_fork(&large_lock, phase);
+  if (phase != NEAP_FORK_PREPARE) {
+    neap__lock_fork(&gate, phase);
+    neap__lock_fork(&large_lock, phase);
+  }
 }
 
 /* --- the public calls */
