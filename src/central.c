@@ -262,17 +262,8 @@ size_t neap__central_reclaim(neap_reclaim why) {
 
 void neap__central_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) neap__lock(&gate);
-  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++) {
-    neap_central *c = &centrals[cls];
-    if (phase == NEAP_FORK_CHILD) {
-      neap__lock_init(&c->lock);
-      c->frozen = false;
-      continue;
-    }
-    neap__lock(&c->lock);
-    c->frozen = phase == NEAP_FORK_PREPARE;
-    neap__unlock(&c->lock);
-  }
+  for (unsigned cls = 1; cls < NEAP_NUM_CLASSES; cls++)
+    neap__lock_fork_frozen(&centrals[cls].lock, &centrals[cls].frozen, phase);
   if (phase != NEAP_FORK_PREPARE) neap__lock_fork(&gate, phase);
 }
 

@@ -24,7 +24,7 @@ typedef struct neap_gc_slot {
   uint32_t size;            /* the class's object size */
   uint8_t zero;             /* objects taken need zeroing (scan kind, span not fresh) */
   uint8_t word;             /* the window's bitmap word */
-  uint16_t cls;
+  uint16_t unused16;
   neap_span *span;          /* NULL: none yet */
   uint64_t unused[3];
 } __attribute__((aligned(64))) neap_gc_slot;
@@ -83,16 +83,9 @@ size_t neap__gc_sweep_large(void);
 typedef struct neap_gc_heap {
   uint64_t span_bytes;   /* pages in collected spans, small and large */
   uint64_t large_bytes;  /* of those, large objects' */
-  uint64_t spans;
 } neap_gc_heap;
 void neap__gc_heap(neap_gc_heap *out);
-/* Locks of gcalloc.c a stopped thread may hold (the large list): the
- * collector takes them before it stops the world. */
-void neap__gc_alloc_lock(void);
-void neap__gc_alloc_unlock(void);
 void neap__gc_alloc_fork(neap_fork_phase phase);
-/* Walks every large collected span (lock held by the caller: above). */
-void neap__gc_large_each(void (*fn)(void *ctx, neap_span *s), void *ctx);
 
 /* --- roots and the stop (gcroots.c) */
 

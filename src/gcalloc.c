@@ -115,7 +115,7 @@ static neap_pool gc_cache_pool = {.size = sizeof(neap_gc_cache), .kind = NEAP_ME
 static neap_span *large_list;
 
 /* Pages in collected spans (for the statistics and pacing). */
-static _Atomic uint64_t span_bytes, large_bytes, nspans;
+static _Atomic uint64_t span_bytes, large_bytes;
 
 static uint16_t current_gen(void) { return (uint16_t)atomic_load_explicit(&neap__gc_sweepgen, memory_order_acquire); }
 
@@ -197,7 +197,6 @@ static swept sweep_marks(neap_span *s) {
 
 static void span_free(neap_span *s) {
   atomic_fetch_sub_explicit(&span_bytes, neap__span_bytes(s), memory_order_relaxed);
-  atomic_fetch_sub_explicit(&nspans, 1, memory_order_relaxed);
   neap__heap_free_pages(s);
   neap__span_delete(s);
 }
@@ -207,7 +206,7 @@ static void span_free(neap_span *s) {
 static neap_span *span_fresh(unsigned kind, unsigned cls) {
   neap_span *s = neap__span_new_collected(cls);
   if (s == NULL) return NULL;
-  neap__span_init_collected(s, cls, kind, 0);
+  neap__span_init_collected(s, cls, kind);
   s->sweepgen = current_gen();
   bool zeroed = false;
   if (neap__heap_alloc_pages(s, neap__class_pages[cls], 0, &zeroed) != 0) {
@@ -216,7 +215,6 @@ static neap_span *span_fresh(unsigned kind, unsigned cls) {
   }
   s->needzero = !zeroed;
   atomic_fetch_add_explicit(&span_bytes, neap__span_bytes(s), memory_order_relaxed);
-  atomic_fetch_add_explicit(&nspans, 1, memory_order_relaxed);
   return s;
 }
 
@@ -323,10 +321,7 @@ static neap_gc_cache *gc_cache_get(void) {
     g = neap__pool_alloc(&gc_cache_pool);
     if (g == NULL) return NULL;
     for (unsigned k = 0; k < NEAP_GC_KINDS; k++)
-      for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
-        g->slot[k][cls].size = neap__class_size[cls];
-        g->slot[k][cls].cls = (uint16_t)cls;
-      }
+      for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) g->slot[k][cls].size = neap__class_size[cls];
     c->gc = g;
   }
   /* A thread that allocates collected objects is one every stop must
@@ -416,7 +411,7 @@ static void *alloc_large(unsigned kind, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  neap__span_init_collected(s, 0, kind, npages);
+  neap__span_init_collected(s, 0, kind);
   bool zeroed = false;
   if (neap__heap_alloc_pages(s, npages, 0, &zeroed) != 0) {
     neap__span_delete(s);
@@ -427,7 +422,6 @@ static void *alloc_large(unsigned kind, size_t size) {
   uint64_t bytes = neap__span_bytes(s);
   atomic_fetch_add_explicit(&span_bytes, bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&large_bytes, bytes, memory_order_relaxed);
-  atomic_fetch_add_explicit(&nspans, 1, memory_order_relaxed);
   neap__lock(&large_lock);
   /* Swept by the cycle it is linked in: a mark from a stop that came
    * between its pages and this line is the large sweep's to clear, not
@@ -478,9 +472,6 @@ size_t neap__gc_sweep_large(void) {
   return freed;
 }
 
-void neap__gc_large_each(void (*fn)(void *ctx, neap_span *s), void *ctx) {
-  for (neap_span *s = large_list; s != NULL; s = s->next) fn(ctx, s);
-}
 
 /* --- sweeping */
 
@@ -632,11 +623,8 @@ void *neap__gc_object(uintptr_t p, neap_span **sp, unsigned *idx) {
 void neap__gc_heap(neap_gc_heap *out) {
   out->span_bytes = atomic_load_explicit(&span_bytes, memory_order_relaxed);
   out->large_bytes = atomic_load_explicit(&large_bytes, memory_order_relaxed);
-  out->spans = atomic_load_explicit(&nspans, memory_order_relaxed);
 }
 
-void neap__gc_alloc_lock(void) { neap__lock(&large_lock); }
-void neap__gc_alloc_unlock(void) { neap__unlock(&large_lock); }
 
 void neap__gc_alloc_fork(neap_fork_phase phase) {
   if (phase == NEAP_FORK_PREPARE) {
@@ -644,19 +632,10 @@ void neap__gc_alloc_fork(neap_fork_phase phase) {
     neap__lock(&gate);
   }
   /* The centrals are frozen one at a time, not held across the fork
-   * (central.c has the scheme); the child makes their locks anew. */
+   * (central.c has the scheme). */
   for (unsigned k = 0; k < NEAP_GC_KINDS; k++)
-    for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++) {
-      gc_central *c = &centrals[k][cls];
-      if (phase == NEAP_FORK_CHILD) {
-        neap__lock_init(&c->lock);
-        c->frozen = false;
-        continue;
-      }
-      neap__lock(&c->lock);
-      c->frozen = phase == NEAP_FORK_PREPARE;
-      neap__unlock(&c->lock);
-    }
+    for (unsigned cls = 0; cls < NEAP_NUM_CLASSES; cls++)
+      neap__lock_fork_frozen(&centrals[k][cls].lock, &centrals[k][cls].frozen, phase);
   if (phase != NEAP_FORK_PREPARE) {
     neap__lock_fork(&gate, phase);
     neap__lock_fork(&large_lock, phase);

@@ -125,4 +125,19 @@ NEAP_INLINE void neap__lock_fork(neap_mutex *l, neap_fork_phase phase) {
   }
 }
 
+/* The fork handler's part for one lock of that scheme (the caller holds
+ * the gate from PREPARE to the end): frozen under the lock before the
+ * fork, thawed after it in the parent, made anew in the child (where its
+ * holder may have been testing `frozen` at the fork). */
+NEAP_INLINE void neap__lock_fork_frozen(neap_mutex *l, bool *frozen, neap_fork_phase phase) {
+  if (phase == NEAP_FORK_CHILD) {
+    neap__lock_init(l);
+    *frozen = false;
+    return;
+  }
+  neap__lock(l);
+  *frozen = phase == NEAP_FORK_PREPARE;
+  neap__unlock(l);
+}
+
 #endif

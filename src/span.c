@@ -121,7 +121,7 @@ void neap__span_delete(neap_span *s) {
   neap__pool_free(neap__kind_collected(s->kind) ? &gc_span_pools[s->nwords] : &span_pools[s->nwords], s);
 }
 
-void neap__span_init_collected(neap_span *s, unsigned cls, unsigned kind, uint64_t npages) {
+void neap__span_init_collected(neap_span *s, unsigned cls, unsigned kind) {
   neap_assert(neap__kind_collected(kind) && s->nwords == (cls == 0 ? 1 : words_for_class(cls)));
   s->kind = (uint8_t)kind;
   s->sizeclass = (uint8_t)cls;
@@ -134,7 +134,6 @@ void neap__span_init_collected(neap_span *s, unsigned cls, unsigned kind, uint64
     s->elemsize = 0; /* its size is its pages' */
     s->nelems = 1;
     s->divmul = 0;
-    (void)npages;
   } else {
     s->elemsize = neap__class_size[cls];
     s->divmul = neap__class_divmul[cls];

@@ -201,10 +201,11 @@ void neap__span_delete(neap_span *s);
 void neap__span_init_small(neap_span *s, unsigned sizeclass);
 void neap__span_init_large(neap_span *s); /* a large object's record (from neap__span_new(0)), in state LARGE */
 /* A collected span's record (from neap__span_new_collected): class
- * sizeclass's geometry, or one object of npages pages for class 0; every
+ * sizeclass's geometry, or one large object for class 0 (its pages are
+ * the heap's to set); every
  * object free (large: the one object in use), no mark; in state
  * COLLECTED, or LARGE for class 0. */
-void neap__span_init_collected(neap_span *s, unsigned sizeclass, unsigned kind, uint64_t npages);
+void neap__span_init_collected(neap_span *s, unsigned sizeclass, unsigned kind);
 /* Moves remote frees into the in-use bitmap (caller owns the span);
  * returns how many objects it merged. Aborts on a detected double free.
  * Nothing announced, nothing to merge: one load, inline, instead of a

@@ -97,8 +97,6 @@ int neap__os_tgkill(int tid, int sig);
 int neap__os_sigaction(int sig, void (*fn)(int, void *info, void *ucontext));
 /* Blocks (or unblocks) sig in the calling thread. Async-signal-safe. */
 void neap__os_block_signal(int sig, bool block);
-/* Whether the calling thread has sig blocked. */
-bool neap__os_sig_blocked(int sig);
 /* Futex wait while *addr == val (at most timeout_ms; 0: no timeout), and
  * wake (all waiters, or one). Async-signal-safe. */
 void neap__os_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint32_t timeout_ms);

@@ -242,12 +242,6 @@ void neap__os_block_signal(int sig, bool block) {
   errno = saved;
 }
 
-bool neap__os_sig_blocked(int sig) {
-  sigset_t cur;
-  if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0) return false;
-  return sigismember(&cur, sig) == 1;
-}
-
 void neap__os_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint32_t timeout_ms) {
   int saved = errno;
   struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
