@@ -176,7 +176,7 @@ typedef struct neap_stats_class {
   X(gc_pause_max_ns, ns, gauge, "the longest pause so far")                                    \
   X(gc_cpu_ns, ns, counter, "CPU time spent collecting, all threads")                          \
   X(gc_cpu_fraction_ppm, count, gauge,                                                         \
-    "collection CPU time in millionths of the process's since the first collection (Go: GCCPUFraction)") \
+    "collection CPU time in millionths of the process's since it started (Go: GCCPUFraction)") \
   X(gc_root_bytes, bytes, gauge, "roots the last collection scanned: all kinds")               \
   X(gc_stack_bytes, bytes, gauge, "of those, stacks, registers and TLS")                       \
   X(gc_global_bytes, bytes, gauge, "of those, static data of the program and its libraries")   \

@@ -100,8 +100,9 @@ typedef struct neap_gc_stats {
   uint64_t root_bytes;             /* scanned in the last cycle: stacks, globals, TLS, malloc'd, added */
   uint64_t stack_bytes, global_bytes, tls_bytes, malloc_bytes;
   uint64_t cpu_ns;                 /* all collection work so far */
-  double cpu_fraction;             /* of the process's CPU time since the first collection */
+  double cpu_fraction;             /* of the process's CPU time since it started (Go's GCCPUFraction) */
   uint32_t markers;                /* in the last cycle */
+  uint32_t threads_stopped;        /* by the last cycle's stop (the collecting thread not counted) */
   int32_t percent;                 /* GOGC */
 } neap_gc_stats;
 NEAP_API void neap_gc_stats_read(neap_gc_stats *out);

@@ -169,12 +169,18 @@ NEAP_INLINE void *neap__slot_pop(neap_slot *slot, uint64_t w) {
  * that every thread neap knows is stopped and scanned. Written by the
  * thread itself (at its cache's creation and at each stop), read by the
  * collector while the thread is stopped. */
-#define NEAP_GC_NREGS 23 /* x86-64's general registers in a ucontext */
+/* x86-64's registers from a ucontext: the 23 general ones, then the 16
+ * vector registers' low 128 bits (2 words each) and, where the kernel
+ * saved them, their AVX high 128 bits. Compilers pack pairs of pointers
+ * into vector registers to store them together. */
+#define NEAP_GC_NGREGS 23
+#define NEAP_GC_NREGS (NEAP_GC_NGREGS + 16 * 4)
 typedef struct neap_gc_thread {
   int tid;                   /* the kernel's thread id */
   uint8_t internal;          /* one of neap's own threads: never stopped */
-  uint8_t unregistered;      /* neap_gc_unregister_thread: not stopped, not scanned */
-  uint8_t explicit_reg;      /* neap_gc_register_thread (NEAP_GC_THREADS=registered stops only these) */
+  /* Written by the thread, read by a collector during its stops. */
+  _Atomic uint8_t unregistered; /* neap_gc_unregister_thread: not stopped, not scanned */
+  _Atomic uint8_t explicit_reg; /* neap_gc_register_thread (NEAP_GC_THREADS=registered stops only these) */
   uintptr_t stack_lo, stack_hi; /* the mapping its stack is in (found at its first stop) */
   uintptr_t tls_lo, tls_hi;  /* its static TLS, when not inside that mapping */
   uintptr_t sp;              /* the lowest live stack address at the stop */

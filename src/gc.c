@@ -74,13 +74,14 @@ static struct {
   uint64_t cycles, forced, idle, periodic;
   uint64_t last_gc_ns, first_gc_ns;
   uint64_t pause_total_ns, pause_max_ns, pause_ns[16];
-  uint64_t cpu_ns, cpu_at_first;
+  uint64_t cpu_ns;
   neap_gc_rootstats roots;
   uint32_t markers;
   int64_t bucket_ns; /* the CPU limiter's bucket */
   bool limited;
 } st;
-static uint64_t start_ns; /* for the trace's @ */
+static uint64_t start_ns; /* for the trace's @ (under cycle_lock) */
+static _Atomic uint64_t last_gc_end; /* st.last_gc_ns, for the background thread's clock */
 
 /* The background thread's wake-up. */
 static _Atomic uint32_t bg_kick;
@@ -107,23 +108,16 @@ bool neap__gc_cycle_trylock(void) {
 }
 void neap__gc_cycle_unlock(void) { neap__unlock(&cycle_lock); }
 
-/* The goal after a cycle that marked `live` bytes with `roots` bytes of
- * roots: Go's formula, lowered by the memory limit unless the limiter is
- * on. UINT64_MAX: no collection for growth (GOGC off, no limit). */
-static uint64_t compute_goal(uint64_t live, uint64_t roots) {
-  int64_t p = gogc();
+uint64_t neap__gc_goal(uint64_t live, uint64_t roots, int64_t gogc_pct, uint64_t limit, uint64_t other,
+                       bool limited) {
   uint64_t g = UINT64_MAX;
-  if (p >= 0) {
-    g = live + (live + roots) / 100 * (uint64_t)p;
-    uint64_t floor = ((uint64_t)4 << 20) / 100 * (uint64_t)p;
+  if (gogc_pct >= 0) {
+    unsigned __int128 w = (unsigned __int128)live + (unsigned __int128)(live + roots) * (uint64_t)gogc_pct / 100;
+    g = w > UINT64_MAX ? UINT64_MAX : (uint64_t)w;
+    uint64_t floor = (uint64_t)((unsigned __int128)((uint64_t)4 << 20) * (uint64_t)gogc_pct / 100);
     if (g < floor) g = floor;
   }
-  size_t limit = neap__memlimit_bytes();
-  if (limit != 0 && !st.limited) {
-    neap_gc_heap h;
-    neap__gc_heap(&h);
-    uint64_t held = neap__heap_held();
-    uint64_t other = held > h.span_bytes ? held - h.span_bytes : 0;
+  if (limit != 0 && !limited) {
     uint64_t room = limit > other ? limit - other : 0;
     /* Headroom for the fragmentation of spans in use: the heap's bytes in
      * spans run ahead of live objects. */
@@ -132,6 +126,20 @@ static uint64_t compute_goal(uint64_t live, uint64_t roots) {
     if (room < g) g = room;
   }
   return g;
+}
+
+/* The goal after a cycle that marked `live` bytes with `roots` bytes of
+ * roots, from this process's settings and heap. */
+static uint64_t compute_goal(uint64_t live, uint64_t roots) {
+  size_t limit = neap__memlimit_bytes();
+  uint64_t other = 0;
+  if (limit != 0) {
+    neap_gc_heap h;
+    neap__gc_heap(&h);
+    uint64_t held = neap__heap_held();
+    other = held > h.span_bytes ? held - h.span_bytes : 0;
+  }
+  return neap__gc_goal(live, roots, gogc(), limit, other, st.limited);
 }
 
 /* Whether the heap has reached the goal. */
@@ -234,20 +242,23 @@ static void trace(why_t why, uint64_t n, uint64_t at_ns, uint64_t pct_cpu, uint6
 #undef MS
 }
 
-/* The CPU limiter (after a cycle that took gc_ns of CPU): the bucket
- * fills with collection time and drains with the rest of the process's;
- * full at one second per CPU. */
+bool neap__gc_bucket(int64_t *bucket, uint64_t gc_ns, uint64_t other_ns, unsigned ncpu) {
+  int64_t cap = (int64_t)ncpu * 1000000000ll;
+  int64_t b = *bucket + (int64_t)gc_ns - (int64_t)other_ns;
+  if (b < 0) b = 0;
+  if (b > cap) b = cap;
+  *bucket = b;
+  return b >= cap;
+}
+
+/* The limiter after a cycle that took gc_ns of CPU: the process's other
+ * CPU time since the last cycle drains the bucket. */
 static void limiter(uint64_t gc_ns) {
   static uint64_t last_process;
   uint64_t proc = neap__os_process_cputime();
   uint64_t other = proc > last_process + gc_ns ? proc - last_process - gc_ns : 0;
   last_process = proc;
-  int64_t cap = (int64_t)neap__os_ncpu() * 1000000000ll;
-  int64_t b = st.bucket_ns + (int64_t)gc_ns - (int64_t)other;
-  if (b < 0) b = 0;
-  if (b > cap) b = cap;
-  st.bucket_ns = b;
-  st.limited = b >= cap;
+  st.limited = neap__gc_bucket(&st.bucket_ns, gc_ns, other, neap__os_ncpu());
 }
 
 static void collect_now(why_t why);
@@ -315,15 +326,14 @@ static void collect_now(why_t why) {
   st.pause_total_ns += pause;
   if (pause > st.pause_max_ns) st.pause_max_ns = pause;
   st.cpu_ns += gc_cpu;
-  if (st.first_gc_ns == 0) {
-    st.first_gc_ns = t0;
-    st.cpu_at_first = neap__os_process_cputime();
-  }
+  if (st.first_gc_ns == 0) st.first_gc_ns = t0;
   st.last_gc_ns = t3;
+  atomic_store_explicit(&last_gc_end, t3, memory_order_relaxed);
   st.roots = *rs;
   st.markers = c.markers;
   if (neap__opt.gctrace) {
-    uint64_t proc = neap__os_process_cputime() - st.cpu_at_first;
+    /* Go's figure: of the process's CPU time since it started. */
+    uint64_t proc = neap__os_process_cputime();
     uint64_t pct = proc ? st.cpu_ns * 100 / proc : 0;
     trace(why, n, t0 - start_ns, pct, t1 - t0, pause, t3 - t2, c1 - c0, mark_cpu, c3 - c2, before, live, g, rs,
           c.markers);
@@ -370,13 +380,47 @@ void neap__gc_note_free(uint64_t bytes) {
 
 /* --- the background thread */
 
+unsigned neap__gc_clock_step(neap_gc_clock *c, const neap_gc_look *l) {
+  if (c->last_t == 0) { /* the first look: where the clocks start */
+    c->last_t = c->start = l->now;
+    c->last_proc = l->proc;
+    c->last_alloc = l->allocated;
+    return NEAP_GC_CLOCK_NONE;
+  }
+  uint64_t dt = l->now - c->last_t, dcpu = l->proc - c->last_proc;
+  if (dt < NEAP_GC_CLOCK_STEP_NS) return NEAP_GC_CLOCK_NONE;
+  c->last_t = l->now;
+  c->last_proc = l->proc;
+  uint64_t last = l->last_gc ? l->last_gc : c->start;
+  if (l->enabled && l->force_ms > 0 && l->now - last >= (uint64_t)l->force_ms * 1000000ull &&
+      (l->allocated != 0 || l->live != 0))
+    return NEAP_GC_CLOCK_PERIODIC;
+  /* Quiet: under 5% of one CPU, no collected allocation since the last
+   * look. */
+  bool quiet = dcpu * 20 < dt && l->allocated == c->last_alloc;
+  c->last_alloc = l->allocated;
+  if (!quiet) {
+    c->quiet_since = 0;
+    if (l->allocated != 0) c->idle_done = false; /* it allocated since: the next quiet spell may collect */
+    return NEAP_GC_CLOCK_NONE;
+  }
+  if (c->quiet_since == 0) c->quiet_since = l->now;
+  /* Once per quiet spell: the last collection ran while the program was
+   * busy, so what it found live may have died since (the seed's buffer);
+   * a heap under 4 MiB is not worth it. */
+  if (l->enabled && l->idle_ms > 0 && l->now - c->quiet_since >= (uint64_t)l->idle_ms * 1000000ull &&
+      !c->idle_done && l->span_bytes >= ((uint64_t)4 << 20)) {
+    c->idle_done = true;
+    return NEAP_GC_CLOCK_IDLE;
+  }
+  return NEAP_GC_CLOCK_NONE;
+}
+
 static void *bg_main(void *arg) {
   (void)arg;
   neap__tls_internal = true;
   uint32_t seen = 0;
-  uint64_t quiet_since = 0, last_proc = neap__os_process_cputime(), last_t = neap__os_nanotime();
-  uint64_t last_alloc = 0;
-  bool idle_done = false;
+  neap_gc_clock clock = {0};
   for (;;) {
     uint32_t k = atomic_load_explicit(&bg_kick, memory_order_acquire);
     if (k == seen) neap__os_futex_wait(&bg_kick, k, 250);
@@ -385,42 +429,24 @@ static void *bg_main(void *arg) {
       seen = k;
       neap__gc_sweep_all(true);
     }
-    /* The clock's triggers. */
-    uint64_t now = neap__os_nanotime(), proc = neap__os_process_cputime();
-    uint64_t dt = now - last_t, dcpu = proc - last_proc;
-    if (dt < 200000000ull) continue;
-    last_t = now;
-    last_proc = proc;
-    uint64_t a = atomic_load_explicit(&allocated, memory_order_relaxed);
-    uint64_t live = atomic_load_explicit(&heap_live, memory_order_relaxed);
-    long force = neap__opt.gc_force_period, idle_ms = neap__opt.gc_idle;
-    bool enabled = gogc() >= 0;
-    uint64_t last = st.last_gc_ns ? st.last_gc_ns : start_ns;
-    if (last == 0) last = now, start_ns = now;
-    if (enabled && force > 0 && now - last >= (uint64_t)force * 1000000ull && (a != 0 || live != 0)) {
-      collect(WHY_PERIODIC);
-      continue;
-    }
-    /* Quiet: under 5% of one CPU, no collected allocation since the
-     * last look. */
-    bool quiet = dcpu * 20 < dt && a == last_alloc;
-    last_alloc = a;
-    if (!quiet) {
-      quiet_since = 0;
-      if (a != 0) idle_done = false; /* it allocated since: the next quiet spell may collect */
-      continue;
-    }
-    if (quiet_since == 0) quiet_since = now;
-    /* Once per quiet spell: the last collection ran while the program
-     * was busy, so what it found live may have died since (the seed's
-     * buffer); a heap under 4 MiB is not worth it. */
     neap_gc_heap h;
     neap__gc_heap(&h);
-    if (enabled && idle_ms > 0 && now - quiet_since >= (uint64_t)idle_ms * 1000000ull && !idle_done &&
-        h.span_bytes >= ((uint64_t)4 << 20)) {
+    neap_gc_look look = {
+        .now = neap__os_nanotime(),
+        .proc = neap__os_process_cputime(),
+        .allocated = atomic_load_explicit(&allocated, memory_order_relaxed),
+        .live = atomic_load_explicit(&heap_live, memory_order_relaxed),
+        .span_bytes = h.span_bytes,
+        .last_gc = atomic_load_explicit(&last_gc_end, memory_order_relaxed),
+        .force_ms = neap__opt.gc_force_period,
+        .idle_ms = neap__opt.gc_idle,
+        .enabled = gogc() >= 0,
+    };
+    unsigned why = neap__gc_clock_step(&clock, &look);
+    if (why == NEAP_GC_CLOCK_PERIODIC) collect(WHY_PERIODIC);
+    else if (why == NEAP_GC_CLOCK_IDLE) {
       collect(WHY_IDLE);
-      idle_done = true;
-      last_alloc = atomic_load_explicit(&allocated, memory_order_relaxed);
+      clock.last_alloc = atomic_load_explicit(&allocated, memory_order_relaxed);
     }
   }
   return NULL;
@@ -476,9 +502,10 @@ void neap_gc_stats_read(neap_gc_stats *out) {
   out->root_bytes = st.roots.stack_bytes + st.roots.global_bytes + st.roots.tls_bytes + st.roots.malloc_bytes +
                     st.roots.added_bytes;
   out->cpu_ns = st.cpu_ns;
-  uint64_t proc = st.first_gc_ns ? neap__os_process_cputime() - st.cpu_at_first : 0;
+  uint64_t proc = st.first_gc_ns ? neap__os_process_cputime() : 0;
   out->cpu_fraction = proc ? (double)st.cpu_ns / (double)proc : 0.0;
   out->markers = st.markers;
+  out->threads_stopped = st.roots.threads_stopped;
   int64_t p = gogc();
   out->percent = p < 0 ? -1 : (int32_t)p;
   neap__unlock(&cycle_lock);

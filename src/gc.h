@@ -159,6 +159,39 @@ const char *neap__gc_check_lists(void);
 extern uintptr_t neap__gc_watch, neap__gc_watch_size, neap__gc_watch_from;
 #endif
 
+/* --- pacing, apart from the clocks (gc.c; the tests drive them) */
+
+/* The heap goal after a cycle that marked `live` bytes with `roots` bytes
+ * of roots: Go's formula with its 4 MiB x GOGC/100 floor (UINT64_MAX with
+ * GOGC off), lowered under a memory limit (0: none) to what the limit
+ * leaves beside `other` bytes the rest of the heap holds, unless the CPU
+ * limiter is on. */
+uint64_t neap__gc_goal(uint64_t live, uint64_t roots, int64_t gogc, uint64_t limit, uint64_t other, bool limited);
+/* The CPU limiter's leaky bucket after a cycle: fills with its gc_ns,
+ * drains with other_ns of the rest of the process's CPU time, holds one
+ * second per CPU; returns whether it is full (collection capped). */
+bool neap__gc_bucket(int64_t *bucket, uint64_t gc_ns, uint64_t other_ns, unsigned ncpu);
+/* The background thread's clock: each look (at most one per
+ * NEAP_GC_CLOCK_STEP_NS counts) says whether to collect now: forced
+ * after the period without a collection, or idle once per quiet spell
+ * (under 5% of a CPU and no collected allocation for idle_ms, with at
+ * least 4 MiB of collected spans). */
+#define NEAP_GC_CLOCK_STEP_NS 200000000ull
+enum { NEAP_GC_CLOCK_NONE, NEAP_GC_CLOCK_PERIODIC, NEAP_GC_CLOCK_IDLE };
+typedef struct neap_gc_clock {
+  uint64_t start, last_t, last_proc, last_alloc, quiet_since;
+  bool idle_done;
+} neap_gc_clock;
+typedef struct neap_gc_look {
+  uint64_t now, proc;         /* monotonic and process CPU clocks, ns */
+  uint64_t allocated, live;   /* the trigger's count since the last cycle, and its live bytes */
+  uint64_t span_bytes;        /* in collected spans */
+  uint64_t last_gc;           /* end of the last collection (monotonic), 0: none yet */
+  long force_ms, idle_ms;     /* NEAP_GC_FORCE_PERIOD, NEAP_GC_IDLE (0: off) */
+  bool enabled;               /* GOGC not off */
+} neap_gc_look;
+unsigned neap__gc_clock_step(neap_gc_clock *c, const neap_gc_look *l);
+
 /* --- the cycle (gc.c) */
 
 /* Called by allocation when its thread has loaded a window of `bytes`:

@@ -92,7 +92,11 @@ NEAP_INLINE void nostop_begin(void) {
 }
 NEAP_INLINE void nostop_end(void) {
   atomic_signal_fence(memory_order_seq_cst);
-  if (--neap__tls_gc_nostop == 0 && NEAP_UNLIKELY(neap__tls_gc_pending)) neap__gc_stop_deferred();
+  uint32_t n = --neap__tls_gc_nostop;
+  /* The count is down before the flag is read: a stop whose handler
+   * finds it up sets the flag in time to be seen here. */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (n == 0 && NEAP_UNLIKELY(neap__tls_gc_pending)) neap__gc_stop_deferred();
 }
 
 /* --- centrals */
@@ -243,6 +247,22 @@ static neap_span *central_take(gc_central *c) {
 
 /* --- the slot */
 
+/* Takes the lowest object of the slot's window (b, its bits, not 0). The
+ * object's address is made, and held in a register by the empty asm,
+ * before its in-use bit is set: a stop between the two, or one deferred
+ * to the end of the caller's no-stop section, must find the address on
+ * the thread (a root), or the sweep in place frees an object the thread
+ * is about to return. Without the asm the compiler may set the bit first
+ * and compute the address from the window's base after the stop. */
+NEAP_INLINE void *window_take(neap_gc_slot *slot, uint64_t b) {
+  unsigned i = (unsigned)neap__lowest_bit(b);
+  slot->bits = b & (b - 1);
+  void *p = (void *)(slot->base + (uintptr_t)i * slot->size);
+  __asm__ volatile("" : "+r"(p)::"memory");
+  NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+  return p;
+}
+
 /* Loads word w of the slot's span into its window; counts its bytes. */
 static void window_load(neap_gc_cache *g, neap_gc_slot *slot, unsigned w) {
   neap_span *s = slot->span;
@@ -366,14 +386,8 @@ NEAP_ZERO_REGS void *neap__gc_alloc_slow(unsigned kind, unsigned cls, size_t siz
   for (;;) {
     nostop_begin();
     bool ok = slot->bits != 0 || slot_refill(g, slot, kind, cls);
-    if (ok) {
-      uint64_t b = slot->bits;
-      unsigned i = (unsigned)neap__lowest_bit(b);
-      slot->bits = b & (b - 1);
-      NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
-      p = (void *)(slot->base + (uintptr_t)i * slot->size);
-    }
-    nostop_end();
+    if (ok) p = window_take(slot, slot->bits);
+    nostop_end(); /* (a stop deferred to here finds p in this frame) */
     if (ok) break;
     /* A fresh span, made outside the section (the page heap's lock). */
     neap_span *s = span_fresh(kind, cls);
@@ -423,13 +437,19 @@ static void *alloc_large(unsigned kind, size_t size) {
   atomic_fetch_add_explicit(&span_bytes, bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&large_bytes, bytes, memory_order_relaxed);
   neap__lock(&large_lock);
-  /* Swept by the cycle it is linked in: a mark from a stop that came
-   * between its pages and this line is the large sweep's to clear, not
-   * to free by. */
+  /* Swept by the cycle it is linked in. A stop that came between its
+   * pages and this line may have marked it through a stale word; the mark
+   * goes, or the next mark would take it for one of its own and never
+   * scan the object. */
+  NEAP_STORE(neap__gc_markword(s, 0), 0);
   s->sweepgen = current_gen();
   list_push(&large_list, s);
   neap__unlock(&large_lock);
+  /* The address is made before the count, which may collect on this very
+   * thread: then it must be in this frame (a root), not made from the
+   * span record after the collection freed the object. */
   void *p = (void *)s->base;
+  __asm__ volatile("" : "+r"(p)::"memory");
   neap__gc_note_alloc(bytes);
   return p;
 }
@@ -652,14 +672,7 @@ NEAP_INLINE void *gc_alloc(unsigned kind, size_t n) {
   neap_gc_slot *slot = &neap__tls_gc->slot[kind - 1][cls];
   uint64_t b = slot->bits; /* class 0's is always empty */
   if (NEAP_LIKELY(b != 0)) {
-    unsigned i = (unsigned)neap__lowest_bit(b);
-    slot->bits = b & (b - 1);
-    /* The object's address is in a register before its in-use bit is set:
-     * a stop between the two must find it (a root), or the sweep in place
-     * frees an object this thread is about to return. */
-    void *p = (void *)(slot->base + (uintptr_t)i * slot->size);
-    __asm__ volatile("" : "+r"(p)::"memory");
-    NEAP_STORE(slot->inuse, NEAP_LOAD(slot->inuse) | (1ull << i));
+    void *p = window_take(slot, b);
     if (kind == NEAP_KIND_GC_SCAN && slot->zero) memset(p, 0, slot->size);
     return p;
   }

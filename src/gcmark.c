@@ -49,10 +49,18 @@
 #define MAX_MARKERS 64u
 #define BALANCE_EVERY 256u
 
+/* A conservative scan reads words nobody wrote (a stack's dead slots, an
+ * object's padding, ASan's red zones on a stack) and words other threads
+ * wrote before they stopped. The sanitizers are told about the load of
+ * each word alone: peek is their one unchecked access, out of line in
+ * their builds (an inlined helper's scope poisoning would outlive a frame
+ * the sanitizer does not clean up), and a plain load in every other. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
+static NEAP_NOINLINE __attribute__((no_sanitize("address", "thread", "undefined"))) uintptr_t peek(const uintptr_t *p) {
+  return *(const volatile uintptr_t *)p;
+}
 #else
-#define NO_SANITIZE
+NEAP_INLINE uintptr_t peek(const uintptr_t *p) { return *p; }
 #endif
 
 typedef struct block {
@@ -166,7 +174,7 @@ static void push(marker *m, uintptr_t lo, uintptr_t hi) {
 
 /* Marks the object word v points into, if any; pushes it when it is to
  * be scanned and newly marked. */
-NEAP_INLINE NO_SANITIZE void mark_word(marker *m, uintptr_t v) {
+NEAP_INLINE void mark_word(marker *m, uintptr_t v) {
   neap_span *s = neap__span_of(v);
   if (s == NULL || !neap__kind_collected(s->kind)) return;
   unsigned i = 0;
@@ -215,12 +223,12 @@ static uintptr_t heap_lo, heap_span; /* left out of the roots (gc.h) */
 __attribute__((visibility("default"))) uintptr_t neap__gc_watch, neap__gc_watch_size, neap__gc_watch_from;
 #endif
 
-static NO_SANITIZE void scan(marker *m, uintptr_t lo, uintptr_t hi) {
+static void scan(marker *m, uintptr_t lo, uintptr_t hi) {
   m->scanned_bytes += hi - lo;
   const uintptr_t *p = (const uintptr_t *)lo, *end = (const uintptr_t *)hi;
   uintptr_t hlo = heap_lo, hspan = heap_span;
   for (; p < end; p++) {
-    uintptr_t v = *p;
+    uintptr_t v = peek(p);
 #if NEAP_TESTING
     if (NEAP_UNLIKELY(neap__gc_watch != 0) && v - ~neap__gc_watch < neap__gc_watch_size) neap__gc_watch_from = (uintptr_t)p;
 #endif
@@ -231,7 +239,7 @@ static NO_SANITIZE void scan(marker *m, uintptr_t lo, uintptr_t hi) {
 
 /* The live objects of the malloc'd spans in [lo, hi) (an arena's pages):
  * each span is scanned from its first page. */
-static NO_SANITIZE void scan_malloc_pages(marker *m, uintptr_t lo, uintptr_t hi) {
+static void scan_malloc_pages(marker *m, uintptr_t lo, uintptr_t hi) {
   for (uintptr_t p = lo; p < hi;) {
     neap_span *s = neap__span_of(p);
     if (s == NULL || s->kind != NEAP_KIND_MALLOC || s->base != p) {

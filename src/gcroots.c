@@ -16,7 +16,8 @@
  * The stop. The collector takes the registry lock (no thread can come or
  * go), sends each thread the stop signal (NEAP_GC_SIGNALS, default
  * SIGPWR) with tgkill, and waits on a futex until each has answered. The
- * handler saves the thread's registers and lowest stack address in its
+ * handler saves the thread's registers (general and vector: compilers
+ * move pointer pairs through xmm registers) and lowest stack address in its
  * record, answers, and waits on another futex until the collector lets
  * the world go. A thread inside a no-stop section (gcalloc.c) notes the
  * stop and answers it when the section ends. A thread blocked in a system
@@ -114,6 +115,34 @@ static void find_bounds(neap_gc_thread *t, uintptr_t sp) {
   t->tls_hi = b;
 }
 
+#if defined(__x86_64__)
+/* The vector registers of the interrupted state (the words after the
+ * general ones in t->regs; zero where not saved). The signal frame's FP
+ * area is the XSAVE layout: the legacy 512 bytes (xmm0-15 at 160), the
+ * header, then the AVX state's high halves at 576 when the kernel says
+ * (the software bytes at 464) that it saved them. AVX-512's upper state
+ * sits at offsets only CPUID tells, and is not read: code that keeps
+ * pointers in zmm16-31 alone is not supported. */
+static void save_vector_regs(neap_gc_thread *t, const ucontext_t *uc) {
+  uint64_t *v = &t->regs[NEAP_GC_NGREGS];
+  memset(v, 0, 16 * 4 * sizeof *v);
+  const unsigned char *fp = (const unsigned char *)uc->uc_mcontext.fpregs;
+  if (fp == NULL) return;
+  memcpy(v, fp + 160, 16 * 16);
+  /* struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size;
+   * then the XSAVE header's xstate_bv (which parts hold state, not their
+   * initial zeros) at 512. */
+  uint32_t magic, size;
+  uint64_t features, saved;
+  memcpy(&magic, fp + 464, 4);
+  memcpy(&features, fp + 464 + 8, 8);
+  memcpy(&size, fp + 464 + 16, 4);
+  if (magic != 0x46505853u /* FP_XSTATE_MAGIC1 */ || !(features & 4u) || size < 576 + 256) return;
+  memcpy(&saved, fp + 512, 8);
+  if (saved & 4u) memcpy(v + 32, fp + 576, 16 * 16);
+}
+#endif
+
 /* Records where the thread is (ucontext: the interrupted state, or NULL
  * for a stop answered at the end of a no-stop section), answers the stop
  * and waits for the world to go on. */
@@ -140,7 +169,8 @@ static NEAP_NOINLINE void park(neap_cache *c, void *ucontext) {
      * frames nor the signal frame: stale words, and copies of the
      * registers. */
     const ucontext_t *uc = ucontext;
-    for (unsigned i = 0; i < NEAP_GC_NREGS; i++) t->regs[i] = (uint64_t)uc->uc_mcontext.gregs[i];
+    for (unsigned i = 0; i < NEAP_GC_NGREGS; i++) t->regs[i] = (uint64_t)uc->uc_mcontext.gregs[i];
+    save_vector_regs(t, uc);
     uintptr_t rsp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
     uintptr_t rip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     uint16_t before;

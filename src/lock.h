@@ -77,9 +77,35 @@ NEAP_INLINE void neap__rank_take(unsigned rank) { (void)rank; }
 NEAP_INLINE void neap__rank_drop(unsigned rank) { (void)rank; }
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#include <errno.h>
+#include <time.h>
+/* ThreadSanitizer holds a signal back while its thread waits inside
+ * pthread_mutex_lock, and delivers it as the thread leaves one of its
+ * interceptors. The collector's stop (gcroots.c) signals threads that may
+ * wait for a lock the collector holds (the registry's, the cycle's), and
+ * waits for their answer: in that build a wait is a series of 1 ms waits,
+ * each a chance for the signal to come in. */
+NEAP_INLINE int neap__lock_wait(pthread_mutex_t *m) {
+  for (;;) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    int e = pthread_mutex_timedlock(m, &ts);
+    if (e != ETIMEDOUT) return e;
+  }
+}
+#else
+NEAP_INLINE int neap__lock_wait(pthread_mutex_t *m) { return pthread_mutex_lock(m); }
+#endif
+
 NEAP_INLINE void neap__lock(neap_mutex *l) {
   neap__rank_take(l->rank);
-  if (NEAP_UNLIKELY(pthread_mutex_lock(&l->m) != 0)) neap__lock_reentered();
+  if (NEAP_UNLIKELY(neap__lock_wait(&l->m) != 0)) neap__lock_reentered();
 }
 NEAP_INLINE void neap__unlock(neap_mutex *l) {
   pthread_mutex_unlock(&l->m);
