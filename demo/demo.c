@@ -5,8 +5,12 @@
  *   peak   allocate and touch 256 MiB (half small blocks, half 64 KiB to
  *          4 MiB ones) ten times, freeing each, then idle;
  *   frag   about 1 GiB of 64-byte and 1 KiB objects (one of each in
- *          turn), 90% freed at random, then idle.
- * Each runs three times: under glibc's malloc, under neap (LD_PRELOAD of
+ *          turn), 90% freed at random, then idle;
+ *   gc     the seed's Go program, in C on a garbage collector: a 256 MiB
+ *          collected buffer built and dropped ten times, then idle
+ *          (under Go the last one stayed resident until the forced
+ *          collection two minutes later).
+ * peak and frag run three times: under glibc's malloc, under neap (LD_PRELOAD of
  * libneap.so), and under neap with NEAPDEBUG=madvdontneed=0 (pages go
  * back with MADV_FREE). The run samples itself every 100 ms from a thread
  * that never allocates: under neap, neap's own account (neap_stats_read,
@@ -18,12 +22,18 @@
  * the run look busy to neap's scavenger (a tenth of a core), which then
  * held its free pages four delays instead of one, at random.
  *
- * The driver prints an RSS-over-time table per scenario, with neap's
- * account beside the kernel's, and writes one SVG plot per scenario
- * (demo-peak.svg, demo-frag.svg) into the current directory or -o DIR.
+ * gc runs under Boehm GC (libgc.so.1, loaded with dlopen, when the
+ * machine has it) and under neap's collector (neap_gc_malloc_noscan from
+ * the preloaded libneap.so, with NEAPDEBUG=gctrace=1: the driver shows
+ * its trace lines).
+ *
+ * The driver prints an RSS-over-time table per scenario, with the
+ * allocator's or collector's own account beside the kernel's, and writes
+ * one SVG plot per scenario (demo-peak.svg, demo-frag.svg, demo-gc.svg)
+ * into the current directory or -o DIR.
  *
  *   neap-demo [-o DIR] [-s SCALE] [-i IDLE_S] [--lib PATH]
- *   neap-demo work peak|frag SCALE IDLE_S     (one run; the driver's child)
+ *   neap-demo work peak|frag|gc SCALE IDLE_S  (one run; the driver's child)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,6 +50,7 @@
 #include <unistd.h>
 
 #include "neap.h"
+#include "neap_gc.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -59,6 +70,14 @@ static void sleep_s(double s) {
 /* ---------------------------------------------------------------- the run */
 
 static int (*stats_read)(neap_stats_t *, size_t);
+/* Boehm GC's calls, when the gc scene runs under it (dlopen). */
+static struct {
+  void (*init)(void);
+  void *(*malloc_atomic)(size_t);
+  size_t (*heap_size)(void), (*free_bytes)(void), (*unmapped_bytes)(void);
+} boehm;
+static int gc_scene;
+static void (*gc_stats_read)(neap_gc_stats *);
 static _Atomic int phase;         /* 0 working, 1 idle after the last free */
 static _Atomic int stop_sampling;
 static double t_free;             /* when the last free returned */
@@ -80,7 +99,21 @@ static void *sampler(void *arg) {
     char line[256];
     long inuse = -1, fre = -1, rel = -1, res = -1;
     neap_stats_t st;
-    if (stats_read && stats_read(&st, sizeof st) == 0) {
+    if (boehm.heap_size) { /* Boehm's account: heap, free in it, unmapped */
+      size_t heap = boehm.heap_size(), free_b = boehm.free_bytes();
+      inuse = (long)((heap - free_b) >> 10);
+      fre = (long)(free_b >> 10);
+      rel = (long)(boehm.unmapped_bytes() >> 10);
+    } else if (gc_scene && gc_stats_read) {
+      /* neap's collector: live at the last collection, bytes in collected
+       * spans. (Its own call, not neap_stats_read, which reads
+       * smaps_rollup: ten times a second on this heap that is 7% of a
+       * CPU, and a program that busy is not idle to the collector.) */
+      neap_gc_stats g;
+      gc_stats_read(&g);
+      res = (long)(g.heap_live >> 10);
+      inuse = (long)(g.heap_inuse >> 10);
+    } else if (stats_read && stats_read(&st, sizeof st) == 0) {
       inuse = (long)(st.heap_inuse >> 10);
       fre = (long)((st.heap_idle - st.heap_released) >> 10);
       rel = (long)(st.heap_released >> 10);
@@ -156,12 +189,58 @@ static void work_frag(double scale) {
   free(ptrs);
 }
 
+/* The seed: each round's buffer is reachable only through `buf` while it
+ * is used, and dropped before the next is made. */
+static void *volatile gc_buf;
+static void *(*gc_alloc)(size_t);
+
+/* The collector's allocation call: Boehm's (loaded and initialised here,
+ * before the sampler reads its account) or neap's. */
+static int gc_setup(void) {
+  void *(*alloc)(size_t) = NULL;
+  if (getenv("NEAP_DEMO_BOEHM")) {
+    void *h = dlopen("libgc.so.1", RTLD_NOW);
+    if (h == NULL) return -1;
+    *(void **)&boehm.init = dlsym(h, "GC_init");
+    *(void **)&boehm.malloc_atomic = dlsym(h, "GC_malloc_atomic");
+    *(void **)&boehm.heap_size = dlsym(h, "GC_get_heap_size");
+    *(void **)&boehm.free_bytes = dlsym(h, "GC_get_free_bytes");
+    *(void **)&boehm.unmapped_bytes = dlsym(h, "GC_get_unmapped_bytes");
+    if (!boehm.init || !boehm.malloc_atomic || !boehm.heap_size || !boehm.free_bytes || !boehm.unmapped_bytes)
+      return -1;
+    boehm.init();
+    alloc = boehm.malloc_atomic;
+  } else {
+    *(void **)&alloc = dlsym(RTLD_DEFAULT, "neap_gc_malloc_noscan");
+    if (alloc == NULL) return -1;
+  }
+  gc_alloc = alloc;
+  return 0;
+}
+
+static int work_gc(double scale) {
+  size_t size = (size_t)(256 * MiB * scale);
+  for (int r = 0; r < 10; r++) {
+    unsigned char *b = gc_alloc(size);
+    if (b == NULL) return -1;
+    gc_buf = b;
+    for (size_t i = 0; i < size; i += 4096) b[i] = (unsigned char)(i >> 12) + (unsigned char)r;
+    gc_buf = NULL;
+  }
+  return 0;
+}
+
 static int run_work(const char *scenario, double scale, double idle) {
   *(void **)&stats_read = dlsym(RTLD_DEFAULT, "neap_stats_read");
+  gc_scene = strcmp(scenario, "gc") == 0;
+  if (gc_scene && gc_setup() != 0) return 3;
+  if (gc_scene) *(void **)&gc_stats_read = dlsym(RTLD_DEFAULT, "neap_gc_stats_read");
   pthread_t t;
   pthread_create(&t, NULL, sampler, NULL);
   if (strcmp(scenario, "peak") == 0) work_peak(scale);
-  else work_frag(scale);
+  else if (gc_scene) {
+    if (work_gc(scale) != 0) return 3;
+  } else work_frag(scale);
   t_free = now_s();
   atomic_store(&phase, 1);
   sleep_s(idle); /* idle: no allocator calls */
@@ -193,7 +272,11 @@ typedef struct series {
 
 static char self[4096];
 
-static int collect(series *out, const char *scenario, const char *lib, int madvfree, double scale, double idle) {
+/* One run of a scenario in a child: lib preloaded (NULL: none), with
+ * NEAPDEBUG=neapdebug (NULL: unset), under Boehm GC if `boehm`, its
+ * stderr into errpath (NULL: the driver's). */
+static int collect(series *out, const char *scenario, const char *lib, const char *neapdebug, int under_boehm,
+                   const char *errpath, double scale, double idle) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   double t0 = now_s();
@@ -204,8 +287,17 @@ static int collect(series *out, const char *scenario, const char *lib, int madvf
     close(fds[1]);
     if (lib) setenv("LD_PRELOAD", lib, 1);
     else unsetenv("LD_PRELOAD");
-    if (madvfree) setenv("NEAPDEBUG", "madvdontneed=0", 1);
+    if (neapdebug) setenv("NEAPDEBUG", neapdebug, 1);
     else unsetenv("NEAPDEBUG");
+    if (under_boehm) setenv("NEAP_DEMO_BOEHM", "1", 1);
+    else unsetenv("NEAP_DEMO_BOEHM");
+    if (errpath) {
+      int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+      }
+    }
     char sc[32], id[32];
     snprintf(sc, sizeof sc, "%g", scale);
     snprintf(id, sizeof id, "%g", idle);
@@ -242,7 +334,7 @@ static int collect(series *out, const char *scenario, const char *lib, int madvf
   int st = 0;
   waitpid(pid, &st, 0);
   out->work_s = first_idle;
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1; /* 3: the collector is not there */
 }
 
 /* The last sample at or before idle time t (phase 1; for t = 0 the first
@@ -362,6 +454,78 @@ static void write_svg(const char *dir, const char *scenario, series *runs, int n
   printf("  plot: %s\n", path);
 }
 
+/* The third scene: the seed on Boehm GC and on neap's collector. */
+static int scene_gc(const char *dir, const char *lib, double scale, double idle) {
+  static series runs[2];
+  char trace[4200];
+  snprintf(trace, sizeof trace, "%s/demo-gc-trace.txt", dir);
+  int n = 0;
+  runs[n].name = "boehm";
+  fprintf(stderr, "  running gc under Boehm GC...\n");
+  int rc = collect(&runs[n], "gc", NULL, NULL, 1, "/dev/null", scale, idle);
+  if (rc == 0) n++;
+  else if (rc == 3) printf("\n(Boehm GC is not installed here: apt-get install libgc1 to see it beside neap)\n");
+  else return -1;
+  runs[n].name = "neap";
+  fprintf(stderr, "  running gc under neap's collector...\n");
+  if (collect(&runs[n], "gc", lib, "gctrace=1", 0, trace, scale, idle) != 0) return -1;
+  n++;
+  printf("\ngc: the seed's program on a collector (a %.0f MiB buffer made and dropped ten times):\n"
+         "RSS (MiB) after the last drop, and each collector's own account\n",
+         256 * scale);
+  printf("  work time (s):");
+  for (int r = 0; r < n; r++) printf("  %s %.1f", runs[r].name, runs[r].work_s);
+  printf("\n  peak RSS (MiB):");
+  for (int r = 0; r < n; r++) printf("  %s %.1f", runs[r].name, (double)peak_rss(&runs[r]) / 1024.0);
+  printf("\n\n  %6s |", "t (s)");
+  for (int r = 0; r < n; r++) printf(" %8s", runs[r].name);
+  printf(" | %-28s", "neap: live / in its spans");
+  if (n == 2) printf(" | %s", "boehm: heap in use / free / unmapped");
+  printf("\n");
+  for (double t = 0; t <= idle + 1e-9; t += 0.5) {
+    char c[4][16], buf[128];
+    printf("  %6.1f |", t);
+    for (int r = 0; r < n; r++) {
+      const sample *x = at(&runs[r], t);
+      mib(c[0], sizeof c[0], x ? x->rss : -1);
+      printf(" %8s", c[0]);
+    }
+    const sample *x = at(&runs[n - 1], t);
+    if (x) {
+      mib(c[0], 16, x->res), mib(c[1], 16, x->inuse);
+      snprintf(buf, sizeof buf, "%s / %s", c[0], c[1]);
+    } else {
+      snprintf(buf, sizeof buf, "-");
+    }
+    printf(" | %-28s", buf);
+    if (n == 2 && (x = at(&runs[0], t)) != NULL) {
+      mib(c[0], 16, x->inuse), mib(c[1], 16, x->fre), mib(c[2], 16, x->rel);
+      printf(" | %s / %s / %s", c[0], c[1], c[2]);
+    }
+    printf("\n");
+  }
+  /* neap's trace: Go's gctrace line per collection. */
+  FILE *f = fopen(trace, "r");
+  if (f != NULL) {
+    static char lines[64][256];
+    char line[256];
+    int total = 0;
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "gc ", 3) == 0) snprintf(lines[total++ % 64], sizeof lines[0], "%s", line);
+    fclose(f);
+    printf("\n  neap's NEAPDEBUG=gctrace=1, %d collections%s:\n", total, total > 12 ? " (the last 12)" : "");
+    for (int i = total > 12 ? total - 12 : 0; i < total; i++) printf("    %s", lines[i % 64]);
+  }
+  write_svg(dir, "gc", runs, n, idle);
+  printf("\nneap's collector runs once the program has gone quiet (NEAP_GC_IDLE: 1 s under 5%% of a CPU with no\n"
+         "collected allocation): the \"(idle)\" line. The dropped buffer's pages go back to the OS one\n"
+         "NEAP_RELEASE_DELAY (1 s) later. Go kept it until its forced collection two minutes later; Boehm GC\n"
+         "returns memory only after several collections, and a quiet program makes none. The peaks differ\n"
+         "by pacing: GOGC=100 (Go's default, neap's) lets the heap grow to twice what the last collection\n"
+         "found live before the next; Boehm collects sooner (NEAP_GC=67 matches it).\n");
+  return 0;
+}
+
 /* libneap.so next to this program (build/), or in ../lib (installed). */
 static int find_lib(char *out, size_t n) {
   char dir[4096];
@@ -398,7 +562,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "neap-demo: libneap.so not found next to %s (use --lib)\n", self);
     return 1;
   }
-  printf("neap demo: memory freed, and when the process sees it again (idle %.0f s after the last free)\n", idle);
+  printf("neap demo: memory freed, and when the process sees it again (idle %.0f s after the last free;\n"
+         "then a garbage-collected program)\n", idle);
   printf("glibc = the system malloc; neap = LD_PRELOAD=%s; neap-free = the same with NEAPDEBUG=madvdontneed=0\n", lib);
   static series runs[3];
   const char *scenarios[] = {"peak", "frag"};
@@ -408,7 +573,8 @@ int main(int argc, char **argv) {
     runs[2].name = "neap-free";
     for (int r = 0; r < 3; r++) {
       fprintf(stderr, "  running %s under %s...\n", scenarios[k], runs[r].name);
-      if (collect(&runs[r], scenarios[k], r ? lib : NULL, r == 2, scale, idle) != 0) {
+      if (collect(&runs[r], scenarios[k], r ? lib : NULL, r == 2 ? "madvdontneed=0" : NULL, 0, NULL, scale, idle) !=
+          0) {
         fprintf(stderr, "neap-demo: the %s run of %s failed\n", runs[r].name, scenarios[k]);
         return 1;
       }
@@ -419,5 +585,9 @@ int main(int argc, char **argv) {
   printf("\nin use: bytes in spans with live objects; free: free pages neap still holds (they go back once free\n"
          "for NEAP_RELEASE_DELAY, 1 s); returned: given back to the OS; resident: returned with MADV_FREE and\n"
          "not yet reclaimed by the kernel, so still counted in RSS (compare the kernel's LazyFree).\n");
+  if (scene_gc(dir, lib, scale, idle < 5 ? 5 : idle) != 0) {
+    fprintf(stderr, "neap-demo: the gc scene failed\n");
+    return 1;
+  }
   return 0;
 }

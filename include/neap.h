@@ -182,7 +182,8 @@ typedef struct neap_stats_class {
   X(gc_global_bytes, bytes, gauge, "of those, static data of the program and its libraries")   \
   X(gc_malloc_bytes, bytes, gauge, "of those, live malloc'd objects")                          \
   X(gc_markers, count, gauge, "threads that marked in the last collection")                    \
-  X(gc_percent, count, gauge, "GOGC plus one (0: collection for growth is off)")               \
+  X(gc_percent, count, gauge, "GOGC: the heap grows by this percentage between collections")  \
+  X(gc_enabled, count, gauge, "1, or 0 when collection for growth is off (NEAP_GC=off)")      \
   X(gc_sys, bytes, gauge, "the collector's metadata: mark stacks, root tables")
 
 #define NEAP_STATS_VERSION 3

@@ -512,6 +512,7 @@ void neap_gc_stats_read(neap_gc_stats *out) {
 }
 
 void neap__gc_stats_fill(neap_stats_t *s) {
+  if (!atomic_load_explicit(&used, memory_order_relaxed)) return; /* all zero (neap.h) */
   neap_gc_stats g;
   neap_gc_stats_read(&g);
   s->gc_cycles = g.cycles;
@@ -532,7 +533,8 @@ void neap__gc_stats_fill(neap_stats_t *s) {
   s->gc_global_bytes = g.global_bytes;
   s->gc_malloc_bytes = g.malloc_bytes;
   s->gc_markers = g.markers;
-  s->gc_percent = g.percent < 0 ? 0 : (uint64_t)g.percent + 1;
+  s->gc_percent = g.percent < 0 ? 0 : (uint64_t)g.percent;
+  s->gc_enabled = g.percent >= 0;
   s->gc_sys = neap__gc_mark_sys();
 }
 

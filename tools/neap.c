@@ -48,7 +48,7 @@ static const char usage_main[] =
     "                                     glibc, neap...) from /proc\n"
     "  serve [--listen HOST:PORT] PID...  serve /metrics (Prometheus) for neap\n"
     "                                     processes\n"
-    "  demo                               peak and fragmentation: glibc against neap\n"
+    "  demo                               peak, fragmentation, a collected heap: against glibc and Boehm\n"
     "\n"
     "options:\n"
     "  -h, --help               this help ('neap COMMAND --help' for a command's)\n"
@@ -83,8 +83,9 @@ static const char usage_demo[] =
     "\n"
     "Runs the demo (build/neap-demo, about 40 s): a program that reaches a\n"
     "peak and frees it, and one that fragments its heap, under glibc and\n"
-    "under neap, with RSS sampled every 100 ms; prints the table and writes\n"
-    "SVG plots. Arguments after 'demo' go to neap-demo.\n";
+    "under neap; then the seed's program on a garbage collector, under Boehm\n"
+    "GC and under neap's; with RSS sampled every 100 ms. Prints the tables\n"
+    "and writes SVG plots. Arguments after 'demo' go to neap-demo.\n";
 
 /* The directory holding this executable, or NULL. */
 static char *self_dir(void) {
