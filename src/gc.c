@@ -387,7 +387,7 @@ unsigned neap__gc_clock_step(neap_gc_clock *c, const neap_gc_look *l) {
     c->last_alloc = l->allocated;
     return NEAP_GC_CLOCK_NONE;
   }
-  uint64_t dt = l->now - c->last_t, dcpu = l->proc - c->last_proc;
+  uint64_t dt = l->now - c->last_t, dcpu = l->proc > c->last_proc ? l->proc - c->last_proc : 0;
   if (dt < NEAP_GC_CLOCK_STEP_NS) return NEAP_GC_CLOCK_NONE;
   c->last_t = l->now;
   c->last_proc = l->proc;
@@ -416,6 +416,14 @@ unsigned neap__gc_clock_step(neap_gc_clock *c, const neap_gc_look *l) {
   return NEAP_GC_CLOCK_NONE;
 }
 
+/* The program's CPU time: the process's less neap's own threads' (the
+ * scavenger returning the pages a collection freed, the markers), which
+ * must not make a quiet program look busy. */
+static uint64_t program_cputime(void) {
+  uint64_t own = neap__os_own_cputime(), all = neap__os_process_cputime();
+  return all > own ? all - own : 0;
+}
+
 static void *bg_main(void *arg) {
   (void)arg;
   neap__tls_internal = true;
@@ -433,7 +441,7 @@ static void *bg_main(void *arg) {
     neap__gc_heap(&h);
     neap_gc_look look = {
         .now = neap__os_nanotime(),
-        .proc = neap__os_process_cputime(),
+        .proc = program_cputime(),
         .allocated = atomic_load_explicit(&allocated, memory_order_relaxed),
         .live = atomic_load_explicit(&heap_live, memory_order_relaxed),
         .span_bytes = h.span_bytes,

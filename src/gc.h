@@ -183,7 +183,7 @@ typedef struct neap_gc_clock {
   bool idle_done;
 } neap_gc_clock;
 typedef struct neap_gc_look {
-  uint64_t now, proc;         /* monotonic and process CPU clocks, ns */
+  uint64_t now, proc;         /* monotonic clock and the program's CPU time (neap's threads' not counted), ns */
   uint64_t allocated, live;   /* the trigger's count since the last cycle, and its live bytes */
   uint64_t span_bytes;        /* in collected spans */
   uint64_t last_gc;           /* end of the last collection (monotonic), 0: none yet */

@@ -84,6 +84,10 @@ bool neap__os_cpu_has_popcnt(void);
  * blocked (signals meant for the program never land on it), a small stack
  * and the given name (at most 15 characters). 0 or an errno value. */
 int neap__os_thread_start(void *(*fn)(void *), void *arg, const char *name);
+/* CPU time the threads neap__os_thread_start made have used (neap's own:
+ * the scavenger, the collector's), in nanoseconds; the first 64 of them,
+ * those of a forked child's parent not counted. */
+uint64_t neap__os_own_cputime(void);
 
 /* --- threads and signals, for the collector's stop (gcroots.c) */
 
