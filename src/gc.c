@@ -348,10 +348,15 @@ static void collect_now(why_t why) {
 /* --- what allocation calls */
 
 void neap__gc_note_alloc(uint64_t bytes) {
-  if (NEAP_UNLIKELY(!atomic_load_explicit(&used, memory_order_relaxed))) {
-    atomic_store_explicit(&used, true, memory_order_relaxed);
-    gogc();
-    atomic_store_explicit(&goal, compute_goal(0, 0), memory_order_relaxed);
+  if (NEAP_UNLIKELY(!atomic_load_explicit(&used, memory_order_acquire))) {
+    /* The first goal, once (the pacing state is the cycle lock's). */
+    neap__lock(&cycle_lock);
+    if (!atomic_load_explicit(&used, memory_order_relaxed)) {
+      gogc();
+      atomic_store_explicit(&goal, compute_goal(0, 0), memory_order_relaxed);
+      atomic_store_explicit(&used, true, memory_order_release);
+    }
+    neap__unlock(&cycle_lock);
     bg_start();
   }
   uint64_t a = atomic_fetch_add_explicit(&allocated, bytes, memory_order_relaxed) + bytes;
