@@ -285,6 +285,7 @@ static unsigned merge_frees(neap_span *s) {
     NEAP_STORE(neap__span_inuse(s, w), NEAP_LOAD(neap__span_inuse(s, w)) & ~r);
     n += (unsigned)neap__popcount(r);
   }
+  if (n != 0) s->needzero = 1; /* the freed objects hold their old bytes */
   return n;
 }
 
@@ -312,7 +313,10 @@ static bool slot_refill(neap_gc_cache *g, neap_gc_slot *slot, unsigned kind, uns
   neap_span *s = slot->span;
   if (s != NULL) {
     unsigned w = next_free_word(s, slot->word + 1u);
-    if (w == s->nwords && merge_frees(s) != 0) w = next_free_word(s, 0);
+    if (w == s->nwords && merge_frees(s) != 0) {
+      slot->zero = s->kind == NEAP_KIND_GC_SCAN;
+      w = next_free_word(s, 0);
+    }
     if (w < s->nwords) {
       window_load(g, slot, w);
       return true;
