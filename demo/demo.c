@@ -189,7 +189,7 @@ static void work_frag(double scale) {
   free(ptrs);
 }
 
-/* The seed: each round's buffer is reachable only through `buf` while it
+/* The seed: each round's buffer is reachable only through gc_buf while it
  * is used, and dropped before the next is made. */
 static void *volatile gc_buf;
 static void *(*gc_alloc)(size_t);
@@ -239,7 +239,7 @@ static int run_work(const char *scenario, double scale, double idle) {
   pthread_create(&t, NULL, sampler, NULL);
   if (strcmp(scenario, "peak") == 0) work_peak(scale);
   else if (gc_scene) {
-    if (work_gc(scale) != 0) return 3;
+    if (work_gc(scale) != 0) return 4; /* out of memory */
   } else work_frag(scale);
   t_free = now_s();
   atomic_store(&phase, 1);
