@@ -361,13 +361,18 @@ static void mib(char *out, size_t n, long kib) {
   else snprintf(out, n, "%.1f", (double)kib / 1024.0);
 }
 
-static void print_table(const char *scenario, series *runs, int nruns, double idle) {
-  printf("\n%s: RSS (MiB) after the last free, and neap's own account\n", scenario);
+/* Each run's work time and peak RSS, then the time column's head. */
+static void print_summary(const series *runs, int nruns) {
   printf("  work time (s):");
   for (int r = 0; r < nruns; r++) printf("  %s %.1f", runs[r].name, runs[r].work_s);
   printf("\n  peak RSS (MiB):");
   for (int r = 0; r < nruns; r++) printf("  %s %.1f", runs[r].name, (double)peak_rss(&runs[r]) / 1024.0);
   printf("\n\n  %6s |", "t (s)");
+}
+
+static void print_table(const char *scenario, series *runs, int nruns, double idle) {
+  printf("\n%s: RSS (MiB) after the last free, and neap's own account\n", scenario);
+  print_summary(runs, nruns);
   for (int r = 0; r < nruns; r++) printf(" %10s", runs[r].name);
   printf(" | %-40s | %-40s\n", "neap: in use / free / returned / resident", "neap MADV_FREE: same, kernel LazyFree");
   for (double t = 0; t <= idle + 1e-9; t += 0.5) {
@@ -473,11 +478,7 @@ static int scene_gc(const char *dir, const char *lib, double scale, double idle)
   printf("\ngc: the seed's program on a collector (a %.0f MiB buffer made and dropped ten times):\n"
          "RSS (MiB) after the last drop, and each collector's own account\n",
          256 * scale);
-  printf("  work time (s):");
-  for (int r = 0; r < n; r++) printf("  %s %.1f", runs[r].name, runs[r].work_s);
-  printf("\n  peak RSS (MiB):");
-  for (int r = 0; r < n; r++) printf("  %s %.1f", runs[r].name, (double)peak_rss(&runs[r]) / 1024.0);
-  printf("\n\n  %6s |", "t (s)");
+  print_summary(runs, n);
   for (int r = 0; r < n; r++) printf(" %8s", runs[r].name);
   printf(" | %-28s", "neap: live / in its spans");
   if (n == 2) printf(" | %s", "boehm: heap in use / free / unmapped");
