@@ -16,6 +16,17 @@
  * KiB is scanned a piece at a time, the rest pushed back, so that other
  * markers can take a large object's parts.
  *
+ * Prefetching. A scan's time is the memory's: the objects of a large
+ * heap are rarely in the cache, and neither are the spans' records whose
+ * bitmaps a candidate word is checked against. So each marker keeps two
+ * small queues and fetches ahead of itself: a range taken from the stack
+ * waits in a FIFO of AHEAD ranges, its first line prefetched, before it
+ * is scanned; and a word that points into the heap waits in a ring of
+ * CANDIDATES words, its span's first three lines prefetched, before it is
+ * marked. (binary-trees 20: the mark's CPU time fell from 19.9 s to 7.2 s;
+ * a tree of 4M objects laid out at random marks in 118 ms instead of 172
+ * with the ring, as laid out by its allocation, in 70 ms.)
+ *
  * Balance. A marker whose stack runs dry takes a block from the shared
  * list; when the list is empty too it raises `hungry`, and the markers
  * that have work give half of it to the list at their next check (every
@@ -48,6 +59,8 @@
 #define SPLIT_BYTES ((uintptr_t)64 << 10)
 #define MAX_MARKERS 64u
 #define BALANCE_EVERY 256u
+#define AHEAD 16u      /* ranges between their prefetch and their scan */
+#define CANDIDATES 8u  /* words between their span's prefetch and their mark */
 
 /* A conservative scan reads words nobody wrote (a stack's dead slots, an
  * object's padding, ASan's red zones on a stack) and words other threads
@@ -69,9 +82,18 @@ typedef struct block {
   neap_gc_range item[BLOCK_ITEMS];
 } block;
 
+/* A word found to point into the heap, and its span, waiting for the
+ * span's lines to arrive (see `consider`). */
+typedef struct candidate {
+  uintptr_t v;
+  neap_span *s;
+} candidate;
+
 typedef struct marker {
   neap_gc_range *stack; /* LOCAL_CAP ranges, mapped once */
   uint32_t n;
+  uint32_t cand_head, cand_n; /* the ring `cand` */
+  candidate cand[CANDIDATES];
   uint32_t since_balance;
   bool atomic_marks;
   uint64_t marked_bytes, marked_objects, scanned_bytes, malloc_bytes;
@@ -172,11 +194,10 @@ static void push(marker *m, uintptr_t lo, uintptr_t hi) {
   m->stack[m->n++] = (neap_gc_range){lo, hi};
 }
 
-/* Marks the object word v points into, if any; pushes it when it is to
- * be scanned and newly marked. */
-NEAP_INLINE void mark_word(marker *m, uintptr_t v) {
-  neap_span *s = neap__span_of(v);
-  if (s == NULL || !neap__kind_collected(s->kind)) return;
+/* Marks the object word v points into, if any (s: v's span); pushes it
+ * when it is to be scanned and newly marked. */
+NEAP_INLINE void mark_word(marker *m, uintptr_t v, neap_span *s) {
+  if (!neap__kind_collected(s->kind)) return;
   unsigned i = 0;
   uintptr_t base;
   size_t size;
@@ -216,6 +237,36 @@ NEAP_INLINE void mark_word(marker *m, uintptr_t v) {
   if (s->kind == NEAP_KIND_GC_SCAN) push(m, base, base + size);
 }
 
+/* A word that points into the heap: its span's record is looked up and
+ * its first lines (the class, the bitmaps) fetched now, and the word is
+ * marked CANDIDATES words later, when they have arrived. */
+NEAP_INLINE void consider(marker *m, uintptr_t v) {
+  neap_span *s = neap__span_of(v);
+  if (s == NULL) return;
+  __builtin_prefetch(s);
+  __builtin_prefetch((const char *)s + NEAP_CACHE_LINE);
+  __builtin_prefetch((const char *)s + 2 * NEAP_CACHE_LINE);
+  candidate c = {v, s};
+  if (m->cand_n == CANDIDATES) {
+    candidate old = m->cand[m->cand_head];
+    m->cand[m->cand_head] = c;
+    m->cand_head = (m->cand_head + 1) % CANDIDATES;
+    mark_word(m, old.v, old.s);
+  } else {
+    m->cand[(m->cand_head + m->cand_n++) % CANDIDATES] = c;
+  }
+}
+
+/* Marks the words still waiting (they may push more work). */
+static void flush_candidates(marker *m) {
+  while (m->cand_n != 0) {
+    candidate c = m->cand[m->cand_head];
+    m->cand_head = (m->cand_head + 1) % CANDIDATES;
+    m->cand_n--;
+    mark_word(m, c.v, c.s);
+  }
+}
+
 /* The bounds of the heap's addresses (any collected object is inside),
  * a cheap first test for the words scanned. */
 static uintptr_t heap_lo, heap_span; /* left out of the roots (gc.h) */
@@ -232,7 +283,7 @@ static void scan(marker *m, uintptr_t lo, uintptr_t hi) {
 #if NEAP_TESTING
     if (NEAP_UNLIKELY(neap__gc_watch != 0) && v - ~neap__gc_watch < neap__gc_watch_size) neap__gc_watch_from = (uintptr_t)p;
 #endif
-    if (v - hlo < hspan) mark_word(m, v);
+    if (v - hlo < hspan) consider(m, v);
   }
 }
 
@@ -278,13 +329,27 @@ static void do_job(marker *m, const neap_gc_job *j) {
 /* Drains m's stack (and the root jobs, and the shared list) until the
  * mark is over. */
 static void drain(marker *m) {
+  neap_gc_range ahead[AHEAD];
+  unsigned head = 0, queued = 0;
   for (;;) {
-    while (m->n != 0) {
-      neap_gc_range r = m->stack[--m->n];
-      if (r.hi - r.lo > SPLIT_BYTES) {
-        m->stack[m->n++] = (neap_gc_range){r.lo + SPLIT_BYTES, r.hi};
-        r.hi = r.lo + SPLIT_BYTES;
+    while (m->n != 0 || queued != 0 || m->cand_n != 0) {
+      if (m->n == 0 && queued == 0) {
+        flush_candidates(m);
+        continue;
       }
+      if (m->n != 0 && queued < AHEAD) {
+        neap_gc_range r = m->stack[--m->n];
+        if (r.hi - r.lo > SPLIT_BYTES) {
+          m->stack[m->n++] = (neap_gc_range){r.lo + SPLIT_BYTES, r.hi};
+          r.hi = r.lo + SPLIT_BYTES;
+        }
+        __builtin_prefetch((const void *)r.lo);
+        ahead[(head + queued++) % AHEAD] = r;
+        continue;
+      }
+      neap_gc_range r = ahead[head];
+      head = (head + 1) % AHEAD;
+      queued--;
       scan(m, r.lo, r.hi);
       if (active_markers > 1 && ++m->since_balance >= BALANCE_EVERY) {
         m->since_balance = 0;
@@ -327,6 +392,7 @@ static bool marker_init(marker *m) {
 static void mark_as(marker *m) {
   uint64_t t0 = neap__os_thread_cputime();
   m->n = 0;
+  m->cand_n = m->cand_head = 0;
   m->since_balance = 0;
   m->atomic_marks = active_markers > 1;
   m->marked_bytes = m->marked_objects = m->scanned_bytes = m->malloc_bytes = 0;
@@ -390,7 +456,10 @@ void neap__gc_mark(unsigned n, neap_gc_markstats *out) {
   }
   static bool not_root;
   if (!not_root) {
+    /* heap_lo is an arena's start; the markers' rings keep the last
+     * cycle's words: neither is a root. */
     neap__gc_not_root(&heap_lo, sizeof heap_lo);
+    neap__gc_not_root(markers, sizeof markers);
     not_root = true;
   }
   heap_lo = lo;
