@@ -15,7 +15,11 @@
  *     (NEAP_GC_SCAN_MALLOC=0) or allocated them with neap_malloc_noscan;
  *   - ranges added with neap_gc_add_roots.
  * Memory neap does not know (another allocator's blocks, an mmap of the
- * program's own) is not scanned unless added.
+ * program's own) is not scanned unless added. Objects carry no padding, so
+ * a pointer one past the end of an object points into the next object (or
+ * into nothing) and keeps that one alive, not its own: keep a pointer to
+ * the start or inside while the object is needed. A pointer the program
+ * hides (xor-ed, compressed, stored in a file) keeps nothing alive.
  *
  * Collections run when the collected heap reaches its goal: the live heap
  * after the last collection plus GOGC percent (NEAP_GC=100 by default) of
