@@ -382,11 +382,29 @@ void neap_free(void *p) {
   free_slow(p);
 }
 
-size_t neap_usable_size(const void *p) {
+static NEAP_NOINLINE size_t usable_slow(const void *p) {
   if (p == NULL) return 0;
   neap_span *s = checked_span(p, &by_usable);
   if (s == NULL) return 0;
   return s->sizeclass ? s->elemsize : neap__span_bytes(s);
+}
+
+/* Programs call it on every allocation and free (redis does), so a live
+ * small object's size comes as the free fast path's checks come: from
+ * the page info and the calling thread's slot for the class (its size and
+ * divmul, the same in every cache), without touching the span. The
+ * pointer must be an object's start and its free mark absent; anything
+ * else (large objects, collected ones, the empty cache's slots, whose
+ * divmul is 0, memory outside the heap, misuse) goes to the full check. */
+size_t neap_usable_size(const void *p) {
+  uintptr_t page;
+  if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
+    const neap_slot *slot = neap__pinfo_slot(neap__tls_cache, page);
+    uint32_t divmul = slot->divmul;
+    if (NEAP_LIKELY(neap__pinfo_offset(page, (uintptr_t)p) * divmul < divmul && !neap__maybe_free(p)))
+      return slot->size;
+  }
+  return usable_slow(p);
 }
 
 /* A sized free must name a size the block could hold as it is now:

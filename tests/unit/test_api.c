@@ -140,6 +140,17 @@ static uintptr_t sweep_sorted[SWEEP_MAX];
 
 static size_t sweep_next(size_t s) { return s < 4096 ? s + 1 : s + 61; }
 
+/* The usable sizes of the sweep's blocks as a thread that never
+ * allocated sees them (its cache is the empty one: every call takes the
+ * full check, not the fast path through the thread's own slots). */
+static size_t sweep_usable_elsewhere[SWEEP_MAX];
+static size_t sweep_n;
+static void *usable_elsewhere(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < sweep_n; i++) sweep_usable_elsewhere[i] = neap_usable_size(sweep_ptr[i]);
+  return NULL;
+}
+
 static void test_alignment_and_usable(void) {
   size_t n = 0;
   int bad_align = 0, bad_usable = 0, bad_start = 0, bad_owns = 0, nulls = 0;
@@ -165,6 +176,21 @@ static void test_alignment_and_usable(void) {
   CHECK_EQ(bad_usable, 0);
   CHECK_EQ(bad_start, 0);
   CHECK_EQ(bad_owns, 0);
+
+  /* The fast path and the full check agree, block by block; a small
+   * block's usable size is its class's. */
+  sweep_n = n;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, usable_elsewhere, NULL) == 0);
+  pthread_join(t, NULL);
+  size_t differ = 0, not_class = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t u = neap_usable_size(sweep_ptr[i]);
+    differ += u != sweep_usable_elsewhere[i];
+    not_class += sweep_size[i] <= NEAP_SMALL_MAX && u != neap__class_size[neap__size_class(sweep_size[i])];
+  }
+  CHECK_EQ(differ, 0);
+  CHECK_EQ(not_class, 0);
 
   /* All blocks live at once: none overlaps another, no pattern got
    * overwritten, and the live counts are exact. */
@@ -749,17 +775,31 @@ static unsigned stack_most_64(void) {
   return cap;
 }
 
-/* A double free once the first free has left the free stack: enough
- * other objects of the class are freed after it to spill it back to its
- * span (they are allocated first, so that no malloc pops it). */
-static void do_double_free_spilled(void *arg) {
-  struct misuse *m = arg;
+/* Frees p (64 bytes), then enough other objects of its class to spill it
+ * off the free stack back to its span (they are allocated first, so that
+ * no malloc pops it). */
+static void free_and_spill(void *p) {
   unsigned n = stack_most_64();
   void **other = neap_malloc(n * sizeof *other);
   for (unsigned i = 0; i < n; i++) other[i] = neap_malloc(64);
-  neap_free(m->p);
+  neap_free(p);
   for (unsigned i = 0; i < n; i++) neap_free(other[i]);
+}
+
+/* A double free once the first free has left the free stack. */
+static void do_double_free_spilled(void *arg) {
+  struct misuse *m = arg;
+  free_and_spill(m->p);
   neap_free(m->p);
+}
+
+/* malloc_usable_size of a freed object, after its free stack spilled it
+ * to its span (the fast path reads the object's free mark, which the
+ * spill keeps). */
+static void do_usable_size_spilled(void *arg) {
+  struct misuse *m = arg;
+  free_and_spill(m->p);
+  (void)neap_usable_size(m->p);
 }
 
 /* A write after free: the program stores into an object it freed, which
@@ -840,6 +880,8 @@ static void test_misuse_aborts(void) {
   expect_abort("free_sized, size too big (large)", do_free_sized, &m);
   m = (struct misuse){small + 16, 0, small + 16};
   expect_abort("usable_size of an interior pointer", do_usable_size, &m);
+  m = (struct misuse){small, 0, small};
+  expect_abort("usable_size of a freed object, spilled", do_usable_size_spilled, &m);
   m = (struct misuse){small, 0, small};
   expect_abort("free after realloc(p, 0)", do_realloc0_then_free, &m);
   m = (struct misuse){small, 0, small};
