@@ -66,6 +66,8 @@ WORKLOADS = [
     ("mixed", "wl_mixed", False, "time", "single thread, sizes 8..1024, random lifetimes"),
     ("larson", "wl_larson", True, "time", "server simulation, blocks handed between threads"),
     ("xmalloc", "wl_xmalloc", True, "time", "producers allocate, consumers free"),
+    ("remote", "wl_remote", True, "time", "random cross-thread frees, 8 B .. 16 KiB"),
+    ("loops", "wl_loops", False, "time", "tight loops: malloc/free pairs, batches, a Pareto mix"),
     ("cache-thrash", "wl_cache_thrash", True, "time", "active false sharing (Hoard)"),
     ("cache-scratch", "wl_cache_scratch", True, "time", "passive false sharing (Hoard)"),
     ("bignum", "wl_bignum", False, "time", "cfrac-like: big numbers as linked lists of digits"),
@@ -76,7 +78,7 @@ WORKLOADS = [
     ("churn", "wl_churn", True, "time", "threads created and ended constantly"),
     ("sqlite", None, False, "time", "sqlite3 running a fixed script (real program)"),
 ]
-SINGLE_THREADED_FOR_CALLGRIND = ["mixed", "bignum", "realloc", "bigblocks"]
+SINGLE_THREADED_FOR_CALLGRIND = ["mixed", "loops", "bignum", "realloc", "bigblocks"]
 
 FIELDS = ["allocator", "workload", "threads", "rep", "ok", "elapsed_s", "work_s", "user_s", "sys_s",
           "peak_rss_kib", "rss_2s_kib", "rss_idle_kib", "live_kib", "minflt", "check"]

@@ -66,12 +66,20 @@
  *     (checked every 32 overflows), a rebalance takes back half of what
  *     the classes that have not overflowed since the last one grew.
  *   - none was: a run of frees (a program freeing what it built). The
- *     stack halves, down to its start, and gives back everything. Keeping
- *     such a run would pin a span for every object kept (freed at random,
- *     they sit in as many spans), which is the memory a thread that goes
- *     quiet after the run would keep from the OS: 48 MiB after the peak
- *     scenario of test_return with stacks that grew on any overflow, 11
- *     MiB now, as with stacks of 32.
+ *     stack keeps what the class's malloc runs have lately taken off it
+ *     (`demand`: the most popped between two overflows, halved at each
+ *     overflow of a run of frees), at most half its capacity, and gives
+ *     back the rest; it halves, down to its start, when that is under a
+ *     quarter. A program that allocates a batch and frees it, again and
+ *     again, thus keeps its batch: its stack grows to hold it within a few
+ *     rounds (100 blocks of one size: 4 rounds, then no spill; giving
+ *     back everything at each such overflow spilled every round and ran
+ *     2x tcmalloc). A program freeing a structure for good keeps less at
+ *     each overflow, and little at the end: keeping such a run would pin a
+ *     span for every object kept (freed at random, they sit in as many
+ *     spans), which is the memory a thread that goes quiet after the run
+ *     would keep from the OS (48 MiB after the peak scenario of
+ *     test_return with stacks that grew on any overflow).
  * What a thread's stacks hold is thus bounded by its budget, at most 4
  * MiB beyond the starting 32s, held until the thread next spills, exits
  * or flushes; no other thread can take it (the stacks are the owner's
@@ -542,22 +550,25 @@ static void stack_trim_all(bool now) {
  * last overflow, the stack is a pool the class reuses, too small for its
  * swings: it doubles (as tcmalloc's thread caches grow their lists), up
  * to its class's most and the thread's budget, or, at either, gives back
- * its older half. If none was, this is a run of frees (a program freeing
- * what it built): the stack halves, down to its start, and gives back
- * all it holds, so that the spans it would pin empty and go back, and a
- * thread that goes quiet after such a run keeps no more than it started
- * with. */
+ * its older half. If none was, this is a run of frees: the stack keeps
+ * the newest of what the class's malloc runs take (demand, halved at
+ * each such overflow, so that a run freeing a structure for good keeps
+ * less and less), at most half its capacity, and gives back the rest, so
+ * that the spans the rest would pin empty and go back. */
 static void stack_overflow(neap_cache *c, neap_slot *slot) {
   stack_epoch_check(c);
   uint64_t w = NEAP_LOAD(&slot->stack);
   if (neap__stack_n(w) < slot->cap) return; /* trimmed */
-  bool reused = neap__stack_pops(w) != slot->pops_seen;
+  uint64_t popped = neap__stack_pops(w) - slot->pops_seen;
   slot->pops_seen = neap__stack_pops(w);
-  if (!reused) {
-    stack_spill(c, slot, 0);
-    stack_set_cap(c, slot, stack_halved(slot));
+  if (popped == 0) {
+    uint32_t keep = slot->demand < slot->cap / 2 ? slot->demand : slot->cap / 2;
+    slot->demand /= 2;
+    if (keep < slot->cap / 4) stack_set_cap(c, slot, stack_halved(slot));
+    stack_spill(c, slot, keep);
     return;
   }
+  if (popped > slot->demand) slot->demand = popped > slot->cap_max ? slot->cap_max : (uint32_t)popped;
   slot->overflows++;
   c->overflows++;
   if (slot->cap < slot->cap_max) {

@@ -66,6 +66,7 @@ typedef struct neap_slot {
    * (cache.c: slot_handed_out). */
   _Atomic uint32_t seq;
   uint32_t cap_start, cap_max; /* the class's stack capacities (above) */
+  uint32_t demand;           /* the most a malloc run took off the stack lately (cache.c) */
   uint64_t pops_seen;        /* pops at the last overflow (cache.c) */
 } __attribute__((aligned(64))) neap_slot;
 _Static_assert(sizeof(neap_slot) == 128 && offsetof(neap_slot, span) == 64,

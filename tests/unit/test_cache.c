@@ -272,11 +272,15 @@ static void test_stack_grows_and_trims_body(void) {
   CHECK_EQ(stack_n(slot), most / 2 + 1);
   CHECK(!on_stack(slot, many[0]) && on_stack(slot, many[next - 1]));
   test_heap_check("a grown stack");
-  /* A run of frees: it halves and gives back everything. */
+  /* A run of frees: it keeps what the malloc runs took off it (one object
+   * at a time here), halves (that is under a quarter), and gives back the
+   * rest. */
+  CHECK_EQ(slot->demand, 1);
   while (stack_n(slot) < slot->cap) neap_free(many[next++]);
   neap_free(many[next++]);
   CHECK_EQ(slot->cap, most / 2);
-  CHECK_EQ(stack_n(slot), 1);
+  CHECK_EQ(stack_n(slot), 2);
+  CHECK_EQ(slot->demand, 0);
   CHECK_EQ(c->stack_grown, (size_t)(most / 2 - start) * size);
   CHECK(next <= N);
   /* neap_release trims this thread's stacks now: empty, at their start. */
@@ -291,6 +295,45 @@ static void test_stack_grows_and_trims_body(void) {
   while (next < N) neap_free(many[next++]);
 }
 THREAD_TEST(test_stack_grows_and_trims)
+
+/* A program that allocates a batch and frees it, again and again, keeps
+ * its batch on the stack within a few rounds (no spill after), and a run
+ * of frees of a structure freed for good leaves the stack at its start
+ * with little on it. */
+static void test_stack_keeps_batches_body(void) {
+  enum { BATCH = 100, ROUNDS = 8 };
+  const size_t size = 64;
+  neap_slot *slot = NULL;
+  void *b[BATCH];
+  unsigned spilled_rounds = 0;
+  for (unsigned r = 0; r < ROUNDS; r++) {
+    for (unsigned i = 0; i < BATCH; i++) b[i] = neap_malloc(size);
+    slot = slot_of(size); /* the thread's cache exists now */
+    uint64_t pops = neap__stack_pops(NEAP_LOAD(&slot->stack));
+    unsigned before = stack_n(slot);
+    for (unsigned i = 0; i < BATCH; i++) neap_free(b[i]);
+    bool spilled = stack_n(slot) != before + BATCH;
+    if (r >= 5) CHECK(!spilled);
+    spilled_rounds += spilled;
+    CHECK_EQ(neap__stack_pops(NEAP_LOAD(&slot->stack)), pops);
+  }
+  CHECK(spilled_rounds <= 5);
+  CHECK(slot->cap >= BATCH);
+  CHECK(slot->demand > 0 && slot->demand <= BATCH);
+  test_heap_check("a batch kept");
+  /* From the stack, the next batch is the same objects, newest first. */
+  for (unsigned i = 0; i < BATCH; i++) CHECK_PTR_EQ(neap_malloc(size), b[BATCH - 1 - i]);
+  for (unsigned i = 0; i < BATCH; i++) neap_free(b[i]);
+
+  /* A structure freed for good: 3,000 objects, then all freed. */
+  enum { N = 3000 };
+  for (unsigned i = 0; i < N; i++) many[i] = neap_malloc(size);
+  for (unsigned i = 0; i < N; i++) neap_free(many[i]);
+  CHECK_EQ(slot->cap, slot->cap_start);
+  CHECK(stack_n(slot) <= slot->cap_start);
+  test_heap_check("after a run of frees");
+}
+THREAD_TEST(test_stack_keeps_batches)
 
 /* --- spans: refiling, the current span, kept empty spans */
 
@@ -976,6 +1019,7 @@ int main(int argc, char **argv) {
   RUN(test_stack_lifo);
   RUN(test_stack_spills);
   RUN(test_stack_grows_and_trims);
+  RUN(test_stack_keeps_batches);
   RUN(test_refile_at_a_quarter);
   RUN(test_current_span_wraps);
   RUN(test_current_span_parks);
