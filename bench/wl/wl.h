@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,15 @@ static inline void wl_sleep(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   while (nanosleep(&ts, &ts) != 0) {
   }
+}
+
+/* Releases the threads waiting at bar (their start) and times them until
+ * all n have ended: the measured part of a threaded workload. */
+static inline double wl_time_threads(pthread_barrier_t *bar, pthread_t *th, int n) {
+  pthread_barrier_wait(bar);
+  double t0 = wl_now();
+  for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+  return wl_now() - t0;
 }
 
 /* Resident set in KiB, from /proc/self/statm (no stdio: no allocation). */

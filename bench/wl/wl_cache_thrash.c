@@ -103,10 +103,7 @@ int main(int argc, char **argv) {
     ws[i].iters = iters;
     if (pthread_create(&th[i], NULL, worker, &ws[i]) != 0) wl_fail("pthread_create failed");
   }
-  pthread_barrier_wait(&start_bar);
-  double t0 = wl_now();
-  for (int i = 0; i < a.threads; i++) pthread_join(th[i], NULL);
-  double work = wl_now() - t0;
+  double work = wl_time_threads(&start_bar, th, a.threads);
 
   uint64_t check = WL_CHECK_INIT;
   for (int i = 0; i < a.threads; i++) check = wl_mix(check, ws[i].check);

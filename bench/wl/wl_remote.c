@@ -110,10 +110,7 @@ int main(int argc, char **argv) {
     w[i].seed = wl_seed(a.seed * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)i);
     if (pthread_create(&th[i], NULL, worker, &w[i]) != 0) wl_fail("pthread_create failed");
   }
-  pthread_barrier_wait(&start_bar);
-  double t0 = wl_now();
-  for (int i = 0; i < a.threads; i++) pthread_join(th[i], NULL);
-  double work = wl_now() - t0;
+  double work = wl_time_threads(&start_bar, th, a.threads);
 
   uint64_t check = WL_CHECK_INIT;
   for (int i = 0; i < a.threads; i++) check = wl_mix(check, w[i].check);

@@ -172,10 +172,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  pthread_barrier_wait(&start_bar);
-  double t0 = wl_now();
-  for (int i = 0; i < t; i++) pthread_join(th[i], NULL);
-  double work = wl_now() - t0;
+  double work = wl_time_threads(&start_bar, th, t);
 
   uint64_t check = WL_CHECK_INIT, ops = 0;
   for (int i = 0; i < nch; i++) {
