@@ -25,7 +25,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DNEAP_WERROR=ON
 endif
 
-.PHONY: all build demo test bench bench-quick bench-micro bench-gc bench-programs asan tsan fuzz clean
+.PHONY: all build demo test bench bench-quick bench-micro bench-gc bench-programs bench-redis asan tsan fuzz clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench-gc:
 
 bench-programs: build
 	bash bench/programs.sh
+
+# redis-server under each allocator: server instructions and CPU time
+# (bench/redis.sh; redis-server is installed when missing and the runner is root).
+bench-redis: build
+	bash bench/redis.sh
 
 ASAN_FUZZ_SECONDS ?= 45
 TSAN_FUZZ_SECONDS ?= 25
