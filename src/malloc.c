@@ -352,13 +352,21 @@ static NEAP_NOINLINE void free_slow(void *p) {
   else neap__cache_free_small(neap__tls_cache, s, p);
 }
 
+/* The fast paths' test of p, in page number `page` of a span of the
+ * slot's class: an object's start (the low half of the product is below
+ * divmul exactly at object starts: test_sizeclass checks every offset)
+ * without its free mark's tag (cache.h). Never true for class 0's slot,
+ * whose divmul is 0 (large spans, pages with no span, the empty cache). */
+NEAP_INLINE bool live_start(const neap_slot *slot, uintptr_t page, const void *p) {
+  uint32_t divmul = slot->divmul;
+  return neap__pinfo_offset(page, (uintptr_t)p) * divmul < divmul && !neap__maybe_free(p);
+}
+
 /* The free fast path reads the page's info (pagemap.h, cache.h), which gives the
  * class's slot and the offset in the span, and the object's first 16
  * bytes; it pushes the object on the thread's free stack for its class,
  * and never touches the span. Checked in every build (NEAP_FREE_CHECKS):
- * the pointer is an object's start (the low half of the product is below
- * divmul exactly at object starts: test_sizeclass checks every offset),
- * and its mark's tag is not there (cache.h, cache.c; the span's tail
+ * live_start, an object's start without its mark's tag (the span's tail
  * always has it: cache.c). Anything else, and a full stack, goes to
  * free_slow, which says exactly what was wrong. */
 void neap_free(void *p) {
@@ -368,9 +376,7 @@ void neap_free(void *p) {
     uint64_t w = NEAP_LOAD(&slot->stack);
     if (NEAP_LIKELY((uint16_t)w < slot->cap)) { /* n; the empty cache's caps are 0 */
 #if NEAP_FREE_CHECKS
-      uint32_t divmul = slot->divmul;
-      uint32_t prod = neap__pinfo_offset(page, (uintptr_t)p) * divmul;
-      if (NEAP_UNLIKELY(prod >= divmul || neap__maybe_free(p))) {
+      if (NEAP_UNLIKELY(!live_start(slot, page, p))) {
         free_slow(p);
         return;
       }
@@ -390,19 +396,16 @@ static NEAP_NOINLINE size_t usable_slow(const void *p) {
 }
 
 /* Programs call it on every allocation and free (redis does), so a live
- * small object's size comes as the free fast path's checks come: from
- * the page info and the calling thread's slot for the class (its size and
- * divmul, the same in every cache), without touching the span. The
- * pointer must be an object's start and its free mark absent; anything
- * else (large objects, collected ones, the empty cache's slots, whose
- * divmul is 0, memory outside the heap, misuse) goes to the full check. */
+ * small object's size comes with the free fast path's test (live_start):
+ * from the page info and the calling thread's slot for the class (its
+ * size and divmul, the same in every cache), without touching the span.
+ * Anything else (large objects, collected ones, memory outside the heap,
+ * misuse) goes to the full check. */
 size_t neap_usable_size(const void *p) {
   uintptr_t page;
   if (NEAP_LIKELY(neap__pagemap_reach((uintptr_t)p, &page))) {
     const neap_slot *slot = neap__pinfo_slot(neap__tls_cache, page);
-    uint32_t divmul = slot->divmul;
-    if (NEAP_LIKELY(neap__pinfo_offset(page, (uintptr_t)p) * divmul < divmul && !neap__maybe_free(p)))
-      return slot->size;
+    if (NEAP_LIKELY(live_start(slot, page, p))) return slot->size;
   }
   return usable_slow(p);
 }
